@@ -1,0 +1,68 @@
+/**
+ * The WAL backend: where a pchannel's log physically lives. Five things: open a pchannel at a term,
+ * append, read with a deliver policy, truncate, close. Records are opaque bytes (encoded messages);
+ * the backend never parses them. Every implementation passes test/conformance/wal-backend.suite.ts.
+ */
+import type { MessageId } from '../../runtime/message/message-id';
+
+export type AccessMode = 'rw' | 'ro';
+
+export interface PChannelInfo {
+  name: string;
+  /** Fencing token; +1 on every (re)assignment. */
+  term: number;
+  accessMode: AccessMode;
+}
+
+export type DeliverPolicy =
+  | { type: 'all' }
+  /** Only what is appended after the read starts. */
+  | { type: 'latest' }
+  /** From `id`, inclusive. */
+  | { type: 'startFrom'; id: MessageId }
+  /** After `id`, exclusive. */
+  | { type: 'startAfter'; id: MessageId };
+
+export interface LogEntry {
+  id: MessageId;
+  data: Uint8Array;
+}
+
+export interface ReadOptions {
+  policy: DeliverPolicy;
+  /** Aborting ends the iteration (the pending `next()` resolves done). */
+  signal?: AbortSignal;
+}
+
+export interface WalBackend {
+  /** Backend name, e.g. "local", "memory", "redis". */
+  readonly name: string;
+  /**
+   * Opens a pchannel. In rw mode the term becomes the pchannel's current term; opening with a
+   * term lower than the current one fails with CHANNEL_FENCED. ro mode never changes the term.
+   */
+  open(channel: PChannelInfo): Promise<WalLog>;
+  /** Closes every log it opened and releases shared resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface WalLog {
+  readonly channel: PChannelInfo;
+  /**
+   * Appends records in order, atomically as one batch when the backend can (one group commit),
+   * and resolves with their ids once durable under the configured policy. If a newer term owns the
+   * pchannel it rejects with CHANNEL_FENCED and writes nothing. Rejects with INVALID_ARGUMENT in ro mode.
+   */
+  append(records: readonly Uint8Array[]): Promise<MessageId[]>;
+  /**
+   * Reads entries in id order. The iteration blocks at the tail waiting for new entries and ends
+   * only when the signal aborts or the log/backend closes. Each call is an independent reader.
+   */
+  read(opts: ReadOptions): AsyncIterable<LogEntry>;
+  /** Discards entries with id < `upTo` (a backend may keep more, never less than asked to keep). */
+  truncate(upTo: MessageId): Promise<void>;
+  /** Oldest retained entry id, or undefined when the log is empty. */
+  oldestId(): Promise<MessageId | undefined>;
+  /** Stops appends and ends this log's readers. Idempotent. */
+  close(): Promise<void>;
+}
