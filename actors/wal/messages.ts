@@ -1,0 +1,44 @@
+/**
+ * Messages of the WAL actor (one per pchannel). Requests carry `replyTo`; storage completions come
+ * back as messages (`opened`, `appendPersisted`, `appendFailed`) so the handler never awaits I/O.
+ */
+import type { Ref } from 'nact';
+import type { StreamingError } from '../../runtime/errors';
+import type { MessageId } from '../../runtime/message/message-id';
+import type { LogMessage, Message, NewMessage } from '../../runtime/message/types';
+import type { WalLog } from '../../storage/wal/backend';
+import type { AppendResult } from './interceptors/interceptor';
+import type { Scanner, SubscribeOptions } from './scanner/scanner';
+import type { VChannelMeta } from './vchannel-meta';
+
+export type Reply<T> = { ok: true; value: T } | { ok: false; error: StreamingError };
+
+export interface WalStatus {
+  pchannel: string;
+  term: number;
+  state: 'opening' | 'open' | 'fenced' | 'closing' | 'closed' | 'failed';
+  lastTimetick: string;
+  lastPersistedId: MessageId;
+  writeAheadBuffer: { entries: number; bytes: number };
+  pendingAppends: number;
+  inFlightWrite: number;
+  openTransactions: number;
+  subscribers: number;
+}
+
+export type WalMsg =
+  // requests
+  | { type: 'append'; message: NewMessage | Message; replyTo: Ref<Reply<AppendResult>> }
+  | { type: 'subscribe'; options: SubscribeOptions; replyTo: Ref<Reply<Scanner>> }
+  | { type: 'status'; replyTo: Ref<WalStatus> }
+  | { type: 'awaitOpen'; replyTo: Ref<Reply<WalStatus>> }
+  | { type: 'close'; replyTo?: Ref<Reply<void>> }
+  // completions and timers (sent by the actor to itself)
+  | { type: 'opened'; log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta }
+  | { type: 'openFailed'; error: StreamingError }
+  | { type: 'startWrite' }
+  | { type: 'appendPersisted'; batch: number; ids: MessageId[] }
+  | { type: 'appendFailed'; batch: number; error: StreamingError }
+  | { type: 'tick' }
+  | { type: 'closeDeadline' }
+  | { type: 'closed' };

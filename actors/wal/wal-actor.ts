@@ -1,0 +1,554 @@
+/**
+ * The WAL actor: one per owned pchannel. It runs the interceptor chain (lock → timetick → shard),
+ * group-commits appends through one ordered write at a time (so message-id order = timetick order),
+ * feeds the write-ahead buffer, emits TimeTicks, and serves subscriptions.
+ *
+ * nact awaits a handler's promise before the next message, so the handler never awaits I/O: it
+ * starts the write and the completion comes back as `appendPersisted` / `appendFailed`.
+ */
+import { dispatch, spawn, type Ref } from 'nact';
+import type { Clock, TimerHandle } from '../../runtime/clock';
+import { ErrorCode, StreamingError, toStreamingError, isFenced } from '../../runtime/errors';
+import { createLogger, type Logger } from '../../runtime/logger';
+import { decodeHeader, decodeMessage, encodeMessage } from '../../runtime/message/codec';
+import type { MessageId } from '../../runtime/message/message-id';
+import type { LogMessage, Message, NewMessage, TimeTickMessage } from '../../runtime/message/types';
+import type { PChannelInfo, WalBackend, WalLog } from '../../storage/wal/backend';
+import { buildChain } from './interceptors/chain';
+import type { AppendNext, AppendResult } from './interceptors/interceptor';
+import { LockInterceptor } from './interceptors/lock';
+import { ShardInterceptor } from './interceptors/shard';
+import { TimetickInterceptor, TSO_BATCH_MAX_AGE_MS, type TimetickSource } from './interceptors/timetick';
+import { VChannelLocks } from './locks';
+import type { Reply, WalMsg, WalStatus } from './messages';
+import type { WalOptions } from './options';
+import { Scanner } from './scanner/scanner';
+import { TxnManager } from './txn-manager';
+import { VChannelMeta } from './vchannel-meta';
+import { WriteAheadBuffer } from './write-ahead-buffer';
+
+/** The timestamp allocator a WAL needs: local batches plus `sync()` before a term's first TimeTick. */
+export interface WalTso extends TimetickSource {
+  sync(): void;
+  allocate(): Promise<bigint>;
+}
+
+export interface WalDeps {
+  channel: PChannelInfo;
+  backend: WalBackend;
+  tso: WalTso;
+  clock: Clock;
+  options: WalOptions;
+  logger?: Logger;
+}
+
+/** Types a WAL never takes from an append request: it writes them itself, or they exist only when read. */
+const NOT_APPENDABLE = new Set<Message['type']>(['TimeTick', 'Txn', 'CreateSegment', 'Flush']);
+
+interface PipeEntry {
+  msg: Message;
+  bytes: Uint8Array;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+type WalState = WalStatus['state'];
+
+export class WalCore {
+  private state: WalState = 'opening';
+  private log: WalLog | undefined;
+  private readonly logger: Logger;
+  private readonly wab: WriteAheadBuffer;
+  private readonly txns = new TxnManager();
+  private readonly locks = new VChannelLocks();
+  private meta = new VChannelMeta();
+  private readonly chain: AppendNext;
+  private readonly scanners = new Set<Scanner>();
+
+  /** Requests that arrived before the open finished. */
+  private waitingForOpen: WalMsg[] = [];
+  /** Appends inside the chain (waiting for a lock, the TSO or their write). */
+  private appending = 0;
+  private pending: PipeEntry[] = [];
+  private inFlight: { batch: number; entries: PipeEntry[] } | undefined;
+  private batchSeq = 0;
+  private writeScheduled = false;
+
+  private lastPersistedId: MessageId = '';
+  private lastTimetick = 0n;
+  private persistedSinceTick = false;
+  private tickTimer: TimerHandle | undefined;
+  private closeWaiters: Ref<Reply<void>>[] = [];
+  private closeTimer: TimerHandle | undefined;
+
+  constructor(
+    private readonly deps: WalDeps,
+    private readonly self: Ref<WalMsg>,
+  ) {
+    this.logger = deps.logger ?? createLogger('wal');
+    this.wab = new WriteAheadBuffer(deps.options.writeAheadBuffer, deps.clock);
+    this.chain = buildChain(
+      [
+        new LockInterceptor({ locks: this.locks, txns: this.txns }),
+        new TimetickInterceptor({
+          tso: deps.tso,
+          txns: this.txns,
+          term: deps.channel.term,
+          lastPersistedId: () => this.lastPersistedId,
+          defaultTxnKeepaliveMs: deps.options.defaultTxnKeepaliveMs,
+        }),
+        new ShardInterceptor({ meta: this.meta_() }),
+      ],
+      (msg) => this.enqueue(msg),
+    );
+    this.open();
+  }
+
+  /** The shard interceptor reads the meta through this indirection because open replaces it. */
+  private meta_(): VChannelMeta {
+    return new Proxy({} as VChannelMeta, {
+      get: (_t, prop: keyof VChannelMeta) => {
+        const v = this.meta[prop];
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(this.meta) : v;
+      },
+    });
+  }
+
+  private get pchannel(): string {
+    return this.deps.channel.name;
+  }
+
+  // ------------------------------------------------------------------ open
+
+  private open(): void {
+    openSequence(this.deps).then(
+      (r) => dispatch(this.self, { type: 'opened', ...r }),
+      (e) => dispatch(this.self, { type: 'openFailed', error: toStreamingError(e) }),
+    );
+  }
+
+  private onOpened(msg: Extract<WalMsg, { type: 'opened' }>): void {
+    if (this.state !== 'opening') {
+      void msg.log.close();
+      return;
+    }
+    this.log = msg.log;
+    this.meta = msg.meta;
+    this.lastPersistedId = msg.firstTimeTick.id;
+    this.lastTimetick = msg.firstTimeTick.timetick;
+    this.wab.append([msg.firstTimeTick]);
+    this.state = 'open';
+    this.tickTimer = this.deps.clock.setInterval(() => dispatch(this.self, { type: 'tick' }), this.deps.options.timetickIntervalMs);
+    this.logger.info('wal opened', { pchannel: this.pchannel, term: this.deps.channel.term, firstTimetick: msg.firstTimeTick.timetick, vchannels: this.meta.vchannelNames().length });
+    const waiting = this.waitingForOpen;
+    this.waitingForOpen = [];
+    for (const m of waiting) this.handle(m);
+  }
+
+  private onOpenFailed(error: StreamingError): void {
+    this.state = isFenced(error) ? 'fenced' : 'failed';
+    this.logger.error('wal open failed', { pchannel: this.pchannel, term: this.deps.channel.term, code: error.code, error: error.message });
+    const waiting = this.waitingForOpen;
+    this.waitingForOpen = [];
+    for (const m of waiting) this.handle(m);
+  }
+
+  // ------------------------------------------------------------------ dispatch
+
+  handle(msg: WalMsg): void {
+    switch (msg.type) {
+      case 'append':
+        return this.onAppend(msg);
+      case 'subscribe':
+        return this.onSubscribe(msg);
+      case 'status':
+        dispatch(msg.replyTo, this.status());
+        return;
+      case 'awaitOpen':
+        if (this.state === 'opening') this.waitingForOpen.push(msg);
+        else if (this.state === 'open') dispatch(msg.replyTo, { ok: true, value: this.status() });
+        else dispatch(msg.replyTo, { ok: false, error: this.unavailableError() });
+        return;
+      case 'close':
+        return this.onClose(msg.replyTo);
+      case 'opened':
+        return this.onOpened(msg);
+      case 'openFailed':
+        return this.onOpenFailed(msg.error);
+      case 'startWrite':
+        this.writeScheduled = false;
+        return this.startWrite();
+      case 'appendPersisted':
+        return this.onPersisted(msg.batch, msg.ids);
+      case 'appendFailed':
+        return this.onWriteFailed(msg.batch, msg.error);
+      case 'tick':
+        return this.onTick();
+      case 'closeDeadline':
+        return this.finishClose(true);
+      case 'closed':
+        return this.onClosed();
+    }
+  }
+
+  private unavailableError(): StreamingError {
+    switch (this.state) {
+      case 'fenced':
+        return new StreamingError(ErrorCode.CHANNEL_FENCED, `pchannel ${this.pchannel} at term ${this.deps.channel.term} is fenced by a newer term`);
+      case 'failed':
+        return new StreamingError(ErrorCode.INNER, `pchannel ${this.pchannel} failed; it must be reopened`, { retriable: true });
+      default:
+        return new StreamingError(ErrorCode.ON_SHUTDOWN, `pchannel ${this.pchannel} is ${this.state}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ append
+
+  private onAppend(req: Extract<WalMsg, { type: 'append' }>): void {
+    if (this.state === 'opening') {
+      if (this.waitingForOpen.length >= this.deps.options.maxPendingAppends) {
+        dispatch(req.replyTo, { ok: false, error: this.exhausted() });
+      } else {
+        this.waitingForOpen.push(req);
+      }
+      return;
+    }
+    if (this.state !== 'open') {
+      dispatch(req.replyTo, { ok: false, error: this.unavailableError() });
+      return;
+    }
+    const m = req.message;
+    if (NOT_APPENDABLE.has(m.type)) {
+      dispatch(req.replyTo, {
+        ok: false,
+        error: new StreamingError(ErrorCode.INVALID_ARGUMENT, `${m.type} messages are written by the WAL itself and cannot be appended`, { details: { field: 'type' } }),
+      });
+      return;
+    }
+    if (this.appending >= this.deps.options.maxPendingAppends) {
+      dispatch(req.replyTo, { ok: false, error: this.exhausted() });
+      return;
+    }
+    this.appending++;
+    this.chain(ownCopy(m)).then(
+      (value) => {
+        this.appending--;
+        dispatch(req.replyTo, { ok: true, value });
+      },
+      (e: unknown) => {
+        this.appending--;
+        dispatch(req.replyTo, { ok: false, error: toStreamingError(e) });
+      },
+    );
+  }
+
+  private exhausted(): StreamingError {
+    return new StreamingError(ErrorCode.RESOURCE_EXHAUSTED, `pchannel ${this.pchannel} has ${this.deps.options.maxPendingAppends} appends pending; retry later`, {
+      details: { limit: this.deps.options.maxPendingAppends },
+    });
+  }
+
+  /** Innermost step of the chain: encode and queue for the next group commit. Synchronous up to the queueing. */
+  private enqueue(msg: Message): Promise<AppendResult> {
+    if (this.state !== 'open') return Promise.reject(this.unavailableError());
+    const bytes = encodeMessage(msg, { maxMessageBytes: this.deps.options.maxMessageBytes });
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ msg, bytes, resolve, reject });
+      if (msg.type !== 'TimeTick') this.persistedSinceTick = true;
+      this.scheduleWrite();
+    });
+  }
+
+  private scheduleWrite(): void {
+    if (this.inFlight || this.writeScheduled || this.pending.length === 0) return;
+    this.writeScheduled = true;
+    const delay = this.deps.options.groupCommitDelayMs;
+    if (delay > 0) this.deps.clock.setTimeout(() => dispatch(this.self, { type: 'startWrite' }), delay);
+    // Behind every request already in the mailbox: they join this group commit.
+    else dispatch(this.self, { type: 'startWrite' });
+  }
+
+  private startWrite(): void {
+    if (this.inFlight || this.pending.length === 0 || !this.log) return;
+    const { groupCommitMaxMessages, groupCommitMaxBytes } = this.deps.options;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && n < groupCommitMaxMessages) {
+      const b = this.pending[n]!.bytes.length;
+      if (n > 0 && bytes + b > groupCommitMaxBytes) break;
+      bytes += b;
+      n++;
+    }
+    const entries = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+    this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+    const batch = ++this.batchSeq;
+    this.inFlight = { batch, entries };
+    this.log.append(entries.map((e) => e.bytes)).then(
+      (ids) => dispatch(this.self, { type: 'appendPersisted', batch, ids }),
+      (e) => dispatch(this.self, { type: 'appendFailed', batch, error: toStreamingError(e) }),
+    );
+  }
+
+  private onPersisted(batch: number, ids: MessageId[]): void {
+    const f = this.inFlight;
+    if (!f || f.batch !== batch) return;
+    this.inFlight = undefined;
+    const written: LogMessage[] = new Array<LogMessage>(f.entries.length);
+    for (let i = 0; i < f.entries.length; i++) {
+      const e = f.entries[i]!;
+      const lm = e.msg as LogMessage;
+      lm.id = ids[i]!;
+      lm.size = e.bytes.length;
+      written[i] = lm;
+    }
+    const last = written[written.length - 1]!;
+    this.lastPersistedId = last.id;
+    this.lastTimetick = last.timetick;
+    this.wab.append(written);
+    for (let i = 0; i < f.entries.length; i++) {
+      const e = f.entries[i]!;
+      const lm = written[i]!;
+      e.resolve({ id: lm.id, timetick: lm.timetick, lastConfirmedId: lm.lastConfirmedId });
+    }
+    if (this.state === 'closing') {
+      this.maybeFinishClose();
+      if (this.pending.length > 0) this.startWrite();
+      return;
+    }
+    this.startWrite();
+  }
+
+  private onWriteFailed(batch: number, error: StreamingError): void {
+    const f = this.inFlight;
+    if (!f || f.batch !== batch) return;
+    this.inFlight = undefined;
+    const pending = this.pending;
+    this.pending = [];
+    if (isFenced(error)) {
+      this.state = 'fenced';
+      this.logger.warn('wal fenced: a newer term owns the pchannel; refusing every append', { pchannel: this.pchannel, term: this.deps.channel.term });
+    } else {
+      this.state = 'failed';
+      this.logger.error('wal write failed; the pchannel must be reopened', { pchannel: this.pchannel, term: this.deps.channel.term, error: error.message });
+    }
+    const err = isFenced(error) ? error : new StreamingError(ErrorCode.INNER, `write to pchannel ${this.pchannel} failed: ${error.message}`, { cause: error, retriable: true });
+    for (const e of f.entries) e.reject(err);
+    for (const e of pending) e.reject(err);
+    this.stopTicking();
+    for (const s of [...this.scanners]) s.fail(this.unavailableError());
+    this.wab.close();
+    this.maybeFinishClose();
+  }
+
+  // ------------------------------------------------------------------ timeticks
+
+  private onTick(): void {
+    if (this.state !== 'open') return;
+    if (this.inFlight || this.pending.length > 0 || this.persistedSinceTick) {
+      this.persistedSinceTick = false;
+      const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick: 0n, lastConfirmedId: '', term: 0, header: {}, body: {} };
+      this.appending++;
+      this.chain(tick).then(
+        () => this.appending--,
+        (e: unknown) => {
+          this.appending--;
+          if (this.state === 'open') this.logger.warn('timetick append failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
+        },
+      );
+      return;
+    }
+    // Idle: a TimeTick only readers see; it advances them without a write.
+    this.deps.tso.syncIfExpired(TSO_BATCH_MAX_AGE_MS);
+    const tt = this.deps.tso.tryAllocate();
+    if (tt === undefined) {
+      void this.deps.tso.refill().catch((e: unknown) => this.logger.warn('tso refill failed', { error: toStreamingError(e).message }));
+      return;
+    }
+    this.txns.cleanupUntil(tt);
+    const idle: LogMessage<TimeTickMessage> = {
+      type: 'TimeTick',
+      vchannel: '',
+      timetick: tt,
+      lastConfirmedId: this.lastPersistedId,
+      term: this.deps.channel.term,
+      header: {},
+      body: {},
+      id: this.lastPersistedId,
+      size: 0,
+      notPersisted: true,
+    };
+    this.lastTimetick = tt;
+    this.wab.append([idle]);
+  }
+
+  private stopTicking(): void {
+    this.tickTimer?.cancel();
+    this.tickTimer = undefined;
+  }
+
+  // ------------------------------------------------------------------ subscribe
+
+  private onSubscribe(req: Extract<WalMsg, { type: 'subscribe' }>): void {
+    if (this.state === 'opening') {
+      this.waitingForOpen.push(req);
+      return;
+    }
+    if (this.state !== 'open' || !this.log) {
+      dispatch(req.replyTo, { ok: false, error: this.unavailableError() });
+      return;
+    }
+    try {
+      const scanner = new Scanner(
+        {
+          pchannel: this.pchannel,
+          log: this.log,
+          wab: this.wab,
+          logger: this.logger,
+          defaultCredits: this.deps.options.subscriberCredits,
+          onClose: (s) => this.scanners.delete(s),
+        },
+        req.options,
+      );
+      this.scanners.add(scanner);
+      dispatch(req.replyTo, { ok: true, value: scanner });
+    } catch (e) {
+      dispatch(req.replyTo, { ok: false, error: toStreamingError(e) });
+    }
+  }
+
+  // ------------------------------------------------------------------ status and close
+
+  status(): WalStatus {
+    return {
+      pchannel: this.pchannel,
+      term: this.deps.channel.term,
+      state: this.state,
+      lastTimetick: this.lastTimetick.toString(),
+      lastPersistedId: this.lastPersistedId,
+      writeAheadBuffer: { entries: this.wab.length, bytes: this.wab.sizeBytes },
+      pendingAppends: this.appending,
+      inFlightWrite: this.inFlight?.entries.length ?? 0,
+      openTransactions: this.txns.openCount,
+      subscribers: this.scanners.size,
+    };
+  }
+
+  private onClose(replyTo: Ref<Reply<void>> | undefined): void {
+    if (replyTo) this.closeWaiters.push(replyTo);
+    if (this.state === 'closing') return;
+    if (this.state === 'closed') {
+      this.replyClosed();
+      return;
+    }
+    const wasOpening = this.state === 'opening';
+    this.state = 'closing';
+    this.stopTicking();
+    this.txns.close();
+    const waiting = this.waitingForOpen;
+    this.waitingForOpen = [];
+    for (const m of waiting) this.handle(m); // answered with ON_SHUTDOWN
+    if (wasOpening) {
+      // The open may still complete: onOpened closes the log it brings.
+      this.finishClose(false);
+      return;
+    }
+    this.closeTimer = this.deps.clock.setTimeout(() => dispatch(this.self, { type: 'closeDeadline' }), this.deps.options.closeTimeoutMs);
+    this.maybeFinishClose();
+  }
+
+  private maybeFinishClose(): void {
+    if (this.state !== 'closing' && this.state !== 'fenced' && this.state !== 'failed') return;
+    if (this.closeWaiters.length === 0 && this.state !== 'closing') return;
+    if (this.inFlight || this.pending.length > 0) return;
+    this.finishClose(false);
+  }
+
+  private finishClose(timedOut: boolean): void {
+    if (this.state === 'closed') return;
+    this.closeTimer?.cancel();
+    if (timedOut) this.logger.warn('wal close timed out waiting for in-flight writes', { pchannel: this.pchannel, pending: this.pending.length });
+    const err = new StreamingError(ErrorCode.ON_SHUTDOWN, `pchannel ${this.pchannel} closed`);
+    for (const e of this.pending) e.reject(err);
+    this.pending = [];
+    for (const s of [...this.scanners]) s.fail(err);
+    this.wab.close();
+    this.stopTicking();
+    this.state = 'closed';
+    const log = this.log;
+    this.log = undefined;
+    (log ? log.close() : Promise.resolve()).then(
+      () => dispatch(this.self, { type: 'closed' }),
+      (e: unknown) => {
+        this.logger.warn('closing the log failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
+        dispatch(this.self, { type: 'closed' });
+      },
+    );
+  }
+
+  private onClosed(): void {
+    this.logger.info('wal closed', { pchannel: this.pchannel, term: this.deps.channel.term });
+    this.replyClosed();
+  }
+
+  private replyClosed(): void {
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const w of waiters) dispatch(w, { ok: true, value: undefined });
+  }
+}
+
+/** A private copy the interceptors may fill in (the body is shared: it is never modified). */
+function ownCopy(m: NewMessage | Message): Message {
+  return { timetick: 0n, lastConfirmedId: '', term: 0, ...m, header: { ...m.header } } as Message;
+}
+
+/**
+ * Opens the log, writes the term's first TimeTick straight to the backend with a freshly synced
+ * timetick (it proves the fence and puts every new timetick above all earlier terms), and rebuilds
+ * the vchannel meta by replaying the log up to it.
+ */
+async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta }> {
+  const log = await deps.backend.open(deps.channel);
+  try {
+    deps.tso.sync();
+    const timetick = await deps.tso.allocate();
+    const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick, lastConfirmedId: '', term: deps.channel.term, header: {}, body: {} };
+    const bytes = encodeMessage(tick);
+    const [id] = await log.append([bytes]);
+    if (id === undefined) throw new StreamingError(ErrorCode.INNER, 'backend returned no id for the first TimeTick');
+    const meta = await replayMeta(log, id);
+    return { log, firstTimeTick: { ...tick, lastConfirmedId: id, id, size: bytes.length }, meta };
+  } catch (e) {
+    await log.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+const DDL_TYPES = new Set<Message['type']>(['CreateCollection', 'DropCollection', 'CreatePartition', 'DropPartition']);
+
+async function replayMeta(log: WalLog, untilId: MessageId): Promise<VChannelMeta> {
+  const meta = new VChannelMeta();
+  const abort = new AbortController();
+  try {
+    for await (const entry of log.read({ policy: { type: 'all' }, signal: abort.signal })) {
+      if (entry.id >= untilId) break;
+      if (DDL_TYPES.has(decodeHeader(entry.data).type)) meta.apply(decodeMessage(entry.data));
+    }
+  } finally {
+    abort.abort();
+  }
+  return meta;
+}
+
+/** Spawns the WAL actor of one pchannel under `parent`; it starts opening at once. */
+export function spawnWal(parent: Ref<unknown>, deps: WalDeps, name = `wal:${deps.channel.name}`): Ref<WalMsg> {
+  return spawn(
+    parent as Ref<never>,
+    (core: WalCore, msg: WalMsg) => {
+      core.handle(msg);
+      return core;
+    },
+    name,
+    { initialStateFunc: (ctx) => new WalCore(deps, ctx.self as Ref<WalMsg>) },
+  );
+}

@@ -1,0 +1,118 @@
+/**
+ * A typed, promise-based face of one WAL actor for callers in the same process: append, the
+ * transaction API, subscribe, status, close. Every call is a nact query with a deadline.
+ */
+import { query, type Ref } from 'nact';
+import { ErrorCode, StreamingError } from '../../runtime/errors';
+import type { Message, NewMessage, TxnBodyMessage } from '../../runtime/message/types';
+import type { AppendResult } from './interceptors/interceptor';
+import type { Reply, WalMsg, WalStatus } from './messages';
+import type { Scanner, SubscribeOptions } from './scanner/scanner';
+
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+
+async function ask<T>(ref: Ref<WalMsg>, make: (replyTo: Ref<Reply<T>>) => WalMsg, timeoutMs: number, what: string): Promise<T> {
+  let reply: Reply<T>;
+  try {
+    reply = (await query(ref, make as (r: Ref<unknown>) => WalMsg, timeoutMs)) as Reply<T>;
+  } catch (e) {
+    throw new StreamingError(ErrorCode.UNKNOWN, `${what}: no answer within ${timeoutMs} ms (the outcome is unknown)`, { cause: e, details: { timeoutMs }, retriable: true });
+  }
+  if (!reply.ok) throw reply.error;
+  return reply.value;
+}
+
+export interface CallOptions {
+  timeoutMs?: number;
+}
+
+export class WalHandle {
+  constructor(
+    readonly ref: Ref<WalMsg>,
+    readonly pchannel: string,
+    private readonly defaultTimeoutMs = DEFAULT_CALL_TIMEOUT_MS,
+  ) {}
+
+  private t(o?: CallOptions): number {
+    return o?.timeoutMs ?? this.defaultTimeoutMs;
+  }
+
+  /** Resolves once the WAL is open (first TimeTick written), or rejects with why it is not. */
+  ready(o?: CallOptions): Promise<WalStatus> {
+    return ask<WalStatus>(this.ref, (replyTo) => ({ type: 'awaitOpen', replyTo }), this.t(o), `open ${this.pchannel}`);
+  }
+
+  append(message: NewMessage | Message, o?: CallOptions): Promise<AppendResult> {
+    return ask<AppendResult>(this.ref, (replyTo) => ({ type: 'append', message, replyTo }), this.t(o), `append to ${this.pchannel}`);
+  }
+
+  /** Starts a transaction on `vchannel`. keepaliveMs 0 = the WAL's default. */
+  async beginTxn(vchannel: string, keepaliveMs = 0, o?: CallOptions): Promise<Txn> {
+    const r = await this.append({ type: 'BeginTxn', vchannel, header: { keepaliveMs }, body: {} }, o);
+    if (!r.txn) throw new StreamingError(ErrorCode.INNER, 'BeginTxn returned no transaction');
+    return new Txn(this, vchannel, r.txn.id, r.txn.keepaliveMs, r);
+  }
+
+  subscribe(options: SubscribeOptions, o?: CallOptions): Promise<Scanner> {
+    return ask<Scanner>(this.ref, (replyTo) => ({ type: 'subscribe', options, replyTo }), this.t(o), `subscribe to ${this.pchannel}`);
+  }
+
+  async status(o?: CallOptions): Promise<WalStatus> {
+    try {
+      return await query(this.ref, (replyTo: Ref<WalStatus>): WalMsg => ({ type: 'status', replyTo }), this.t(o));
+    } catch (e) {
+      throw new StreamingError(ErrorCode.UNKNOWN, `status of ${this.pchannel}: no answer`, { cause: e });
+    }
+  }
+
+  /** Stops intake, drains in-flight writes (bounded by the WAL's close timeout), ends subscribers, closes the log. */
+  close(o?: CallOptions): Promise<void> {
+    return ask<void>(this.ref, (replyTo) => ({ type: 'close', replyTo }), this.t(o), `close ${this.pchannel}`);
+  }
+}
+
+type BodyInput = NewMessage<TxnBodyMessage>;
+
+/** A transaction on one vchannel: append bodies (Insert/Delete), then commit or roll back once. */
+export class Txn {
+  private done = false;
+  private inFlight = 0;
+
+  constructor(
+    private readonly wal: WalHandle,
+    readonly vchannel: string,
+    readonly id: bigint,
+    readonly keepaliveMs: number,
+    readonly begin: AppendResult,
+  ) {}
+
+  async append(message: BodyInput, o?: CallOptions): Promise<AppendResult> {
+    if (this.done) throw new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} is already finished`);
+    if (message.vchannel !== this.vchannel) {
+      throw new StreamingError(ErrorCode.INVALID_ARGUMENT, `transaction ${this.id} is on ${this.vchannel}; message is for ${message.vchannel}`, { details: { field: 'vchannel' } });
+    }
+    this.inFlight++;
+    try {
+      return await this.wal.append({ ...message, txn: { id: this.id, keepaliveMs: this.keepaliveMs } } as NewMessage, o);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  commit(o?: CallOptions): Promise<AppendResult> {
+    return this.finish('CommitTxn', o);
+  }
+
+  rollback(o?: CallOptions): Promise<AppendResult> {
+    return this.finish('RollbackTxn', o);
+  }
+
+  private finish(type: 'CommitTxn' | 'RollbackTxn', o?: CallOptions): Promise<AppendResult> {
+    if (this.done) return Promise.reject(new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} is already finished`));
+    if (this.inFlight > 0) {
+      return Promise.reject(new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} has ${this.inFlight} appends in flight; wait for them before ${type}`));
+    }
+    this.done = true;
+    return this.wal.append({ type, vchannel: this.vchannel, header: {}, body: {}, txn: { id: this.id, keepaliveMs: this.keepaliveMs } }, o);
+  }
+}
