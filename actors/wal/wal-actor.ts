@@ -541,7 +541,7 @@ async function replayMeta(log: WalLog, untilId: MessageId): Promise<VChannelMeta
 }
 
 /** Spawns the WAL actor of one pchannel under `parent`; it starts opening at once. */
-export function spawnWal(parent: Ref<unknown>, deps: WalDeps, name = `wal:${deps.channel.name}`): Ref<WalMsg> {
+export function spawnWal(parent: Ref<unknown>, deps: WalDeps, name = `wal-${deps.channel.name}`): Ref<WalMsg> {
   return spawn(
     parent as Ref<never>,
     (core: WalCore, msg: WalMsg) => {

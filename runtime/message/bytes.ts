@@ -16,6 +16,8 @@ const MAX_U64 = (1n << 64n) - 1n;
 const TWO_32 = 4294967296;
 /** Strings up to this many UTF-16 units are measured, encoded and decoded in JS. */
 const SHORT_STRING = 64;
+/** Strings up to this many bytes are decoded by concatenation (V8 keeps strings under 13 characters flat). */
+const TINY_STRING = 12;
 
 /** UTF-8 byte length of `s`, exactly as Buffer writes it (a lone surrogate becomes U+FFFD, 3 bytes). */
 export function utf8Length(s: string): number {
@@ -47,7 +49,7 @@ export class ByteWriter {
   pos = 0;
 
   constructor(size: number) {
-    // Every byte is written before the buffer leaves the codec (checked by `finish`), so the
+    // The codec checks that it wrote every byte before the buffer leaves it, so the
     // uninitialised (possibly pooled) memory of allocUnsafe never escapes.
     this.buf = Buffer.allocUnsafe(size);
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, size);
@@ -160,12 +162,6 @@ export class ByteWriter {
       for (let i = 0; i < data.length; i++) this.f32(data[i] as number);
     }
   }
-
-  /** Asserts that exactly the measured size was written. */
-  finish(): Buffer {
-    if (this.pos !== this.buf.length) throw new Error(`codec size mismatch: measured ${this.buf.length}, wrote ${this.pos}`);
-    return this.buf;
-  }
 }
 
 export class ByteReader {
@@ -243,18 +239,46 @@ export class ByteReader {
   /** `n` bytes of UTF-8 at `pos` (the caller checked the bounds). */
   utf8At(pos: number, n: number): string {
     if (n === 0) return '';
-    if (n <= SHORT_STRING) {
-      const b = this.buf;
-      const end = pos + n;
-      let ascii = true;
+    const b = this.buf;
+    const end = pos + n;
+    if (n <= TINY_STRING) {
+      // A native call costs more than this loop for tiny strings (column names, short values);
+      // below 13 characters V8 keeps the concatenation flat.
+      let s = '';
       for (let i = pos; i < end; i++) {
-        if ((b[i] as number) >= 0x80) {
-          ascii = false;
-          break;
-        }
+        const c = b[i] as number;
+        if (c >= 0x80) return b.toString('utf8', pos, end);
+        s += String.fromCharCode(c);
       }
-      if (ascii) return b.toString('latin1', pos, end);
+      return s;
     }
-    return this.buf.toString('utf8', pos, pos + n);
+    if (n <= SHORT_STRING) {
+      let i = pos;
+      while (i < end && (b[i] as number) < 0x80) i++;
+      if (i === end) return b.toString('latin1', pos, end);
+    }
+    return b.toString('utf8', pos, end);
+  }
+
+  /**
+   * A copy of `n` little-endian float32 values at the current position, in a Float32Array that is
+   * 4-byte aligned whatever the input's offset. Small blocks come from Node's Buffer pool (like
+   * Buffer.allocUnsafe) because allocating a fresh ArrayBuffer costs far more than decoding a small
+   * message: the array's `.buffer` may then be shared, so use byteOffset/byteLength with it.
+   */
+  float32s(n: number): Float32Array {
+    const bytes = 4 * n;
+    this.need(bytes);
+    let out: Float32Array;
+    if (HOST_IS_LITTLE_ENDIAN) {
+      const mem = Buffer.allocUnsafe(bytes);
+      out = (mem.byteOffset & 3) === 0 ? new Float32Array(mem.buffer, mem.byteOffset, n) : new Float32Array(n);
+      new Uint8Array(out.buffer, out.byteOffset, bytes).set(this.buf.subarray(this.pos, this.pos + bytes));
+    } else {
+      out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = this.view.getFloat32(this.pos + 4 * i, true);
+    }
+    this.pos += bytes;
+    return out;
   }
 }

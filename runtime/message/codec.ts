@@ -41,7 +41,7 @@
 import { crc32 } from 'node:zlib';
 import { ErrorCode, invalidArgument, MessageDecodeError, StreamingError } from '../errors';
 import type { LogEntry } from '../../storage/wal/backend';
-import { ByteReader, ByteWriter, HOST_IS_LITTLE_ENDIAN, utf8Length } from './bytes';
+import { ByteReader, ByteWriter, utf8Length } from './bytes';
 import {
   MessageTypeCode,
   type CollectionSchema,
@@ -105,6 +105,7 @@ for (const [type, code] of Object.entries(MessageTypeCode) as [MessageType, numb
  */
 export function encodeMessage(msg: Message, opts?: EncodeOptions): Uint8Array {
   const limit = opts?.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (!Number.isSafeInteger(limit) || limit < ENVELOPE_BYTES) throw invalidArgument('maxMessageBytes must be an integer of at least 22', { maxMessageBytes: limit });
   try {
     return encode(msg, limit);
   } catch (e) {
@@ -165,14 +166,23 @@ function encode(msg: Message, limit: number): Buffer {
   if (txn !== undefined) writeTxn(w, txn);
   if (idempotencyKey !== undefined) w.string(idempotencyKey);
   writeTypeHeader(w, msg);
-  if (w.pos !== ENVELOPE_BYTES + headerLength) throw new Error(`codec header size mismatch for ${msg.type}`);
+  if (w.pos !== ENVELOPE_BYTES + headerLength) throw sizeMismatch(msg.type, ENVELOPE_BYTES + headerLength, w.pos);
   writeBody(w, msg, texts);
-  const buf = w.finish();
+  if (w.pos !== size) throw sizeMismatch(msg.type, size, w.pos);
+  const buf = w.buf;
 
   const bodyStart = ENVELOPE_BYTES + headerLength;
   w.view.setUint32(OFF_BODY_CRC, bodyLength === 0 ? 0 : crc32(sliceView(buf, bodyStart, bodyLength)), true);
   w.view.setUint32(OFF_CRC, crc32(sliceView(buf, OFF_TYPE, bodyStart - OFF_TYPE)), true);
   return buf;
+}
+
+/** A codec bug (measured and written sizes differ): never leak the unwritten bytes of the buffer. */
+function sizeMismatch(type: string, measured: number, written: number): StreamingError {
+  return new StreamingError(ErrorCode.INNER, `codec bug: ${type} message measured ${measured} bytes, wrote ${written}`, {
+    retriable: false,
+    details: { type, measured, written },
+  });
 }
 
 /** A plain Uint8Array view (cheaper to make than a Buffer subarray). */
@@ -388,7 +398,12 @@ function columnsLength(columns: readonly Column[], texts: string[]): number {
         const data = c.data;
         let len = 4 * data.length;
         for (let r = 0; r < data.length; r++) {
-          const text = JSON.stringify(data[r]) as string | undefined;
+          let text: string | undefined;
+          try {
+            text = JSON.stringify(data[r]) as string | undefined;
+          } catch {
+            text = undefined; // a bigint or a cycle
+          }
           if (typeof text !== 'string') throw invalidArgument(`column ${c.name}[${r}] is not JSON-serializable`, { field: c.name, index: r });
           texts.push(text);
           len += utf8Length(text);
@@ -538,7 +553,8 @@ interface Opened {
 }
 
 function open(bytes: Uint8Array): Opened {
-  if (!(bytes instanceof Uint8Array)) throw decodeError('not a byte array');
+  // Not `instanceof Uint8Array`: that fails for arrays from another realm (vm context, worker).
+  if (!ArrayBuffer.isView(bytes) || (bytes as Partial<Uint8Array>).BYTES_PER_ELEMENT !== 1) throw decodeError('not a byte array');
   const len = bytes.length;
   if (len < 2) throw decodeError('truncated', { size: len });
   if (bytes[0] !== MESSAGE_MAGIC) throw decodeError('bad magic', { magic: bytes[0] });
@@ -665,7 +681,7 @@ function readColumns(r: ByteReader): Column[] {
       case FieldTypeCode.floatVector: {
         const dim = r.u32();
         if (dim === 0) throw decodeError('malformed body', { column: name, dim });
-        columns.push({ name, type: 'floatVector', dim, data: readFloat32s(r, rows * dim) });
+        columns.push({ name, type: 'floatVector', dim, data: r.float32s(rows * dim) });
         break;
       }
       case FieldTypeCode.json: {
@@ -698,20 +714,6 @@ function readColumns(r: ByteReader): Column[] {
     }
   }
   return columns;
-}
-
-/** An aligned copy of `n` float32 values (never a view on the input, whose offset may be unaligned). */
-function readFloat32s(r: ByteReader, n: number): Float32Array {
-  const bytes = 4 * n;
-  r.need(bytes);
-  const out = new Float32Array(n);
-  if (HOST_IS_LITTLE_ENDIAN) {
-    new Uint8Array(out.buffer).set(sliceView(r.buf, r.pos, bytes));
-  } else {
-    for (let i = 0; i < n; i++) out[i] = r.view.getFloat32(r.pos + 4 * i, true);
-  }
-  r.pos += bytes;
-  return out;
 }
 
 function readBools(r: ByteReader, n: number): boolean[] {
@@ -808,6 +810,9 @@ function asDecodeError(e: unknown): MessageDecodeError {
 /**
  * Decodes a whole message. Verifies magic, version, lengths and both checksums; any bad input
  * throws MessageDecodeError (reason 'unsupported version' for another codec version).
+ * Nothing in the result aliases `bytes`. Vector columns are aligned Float32Array copies; small
+ * ones live in Node's Buffer pool (as Buffer.allocUnsafe), so their `.buffer` may be shared:
+ * always pair it with `byteOffset` and `byteLength`.
  */
 export function decodeMessage(bytes: Uint8Array): Message {
   try {

@@ -7,7 +7,7 @@
  */
 import { systemClock, type Clock } from '../clock';
 import { ErrorCode, StreamingError, invalidArgument, toStreamingError } from '../errors';
-import type { Timetick } from '../message/timetick';
+import { physicalOf, type Timetick } from '../message/timetick';
 import { MAX_ALLOCATE_COUNT, type TimestampSource } from './oracle';
 
 export type { TimestampSource } from './oracle';
@@ -110,8 +110,13 @@ export class TsoAllocator {
     this.inflight = undefined;
   }
 
-  /** `sync()` when the local batch was requested more than `maxAgeMs` ago, so timeticks stay close to the wall clock. */
+  /**
+   * `sync()` when the local batch was requested more than `maxAgeMs` ago, or when its next timetick
+   * is more than `maxAgeMs` behind the wall clock (the clock stepped forward), so that timeticks
+   * stay close to the wall clock — transaction expiry is measured in them.
+   */
   syncIfExpired(maxAgeMs: number): void {
-    if (this.remaining > 0 && this.clock.monotonic() - this.batchRequestedAt > maxAgeMs) this.sync();
+    if (this.remaining === 0) return;
+    if (this.clock.monotonic() - this.batchRequestedAt > maxAgeMs || this.clock.now() - physicalOf(this.next) > maxAgeMs) this.sync();
   }
 }

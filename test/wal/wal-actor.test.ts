@@ -241,13 +241,14 @@ describe('WAL actor', () => {
     await wal.append(createCollection(V, 1));
     const first = await Promise.all(Array.from({ length: 50 }, () => wal.append(insert(V, 1))));
     const sub = await wal.subscribe({ policy: { type: 'all' }, filters: { types: ['Insert'] }, credits: 4 });
-    const got: LogMessage[] = [];
-    got.push(...(await collect(sub, (g) => g.length >= 10)));
-    // while the reader is stalled (credits exhausted), the writer moves far ahead
+    const inserts = (g: LogMessage[]): number => g.filter((m) => m.type === 'Insert').length;
+    const got: LogMessage[] = await collect(sub, (g) => inserts(g) >= 50);
+    await eventually(() => sub.currentMode === 'tail', 5000, 'reader tailing the buffer');
+    // The reader stalls (its credits run out) while the writer moves far past the buffer's capacity.
     const second = await Promise.all(Array.from({ length: 200 }, () => wal.append(insert(V, 1))));
     expect(sub.buffered).toBeLessThanOrEqual(4);
     const expected = [...first, ...second].map((r) => r.id).sort();
-    got.push(...(await collect(sub, (g) => g.filter((m) => m.type === 'Insert').length + got.filter((m) => m.type === 'Insert').length >= 250)));
+    got.push(...(await collect(sub, (g) => inserts(got) + inserts(g) >= 250)));
     sub.close();
     const ids = got.filter((m) => m.type === 'Insert').map((m) => m.id);
     expect(ids).toEqual(expected);

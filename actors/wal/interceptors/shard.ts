@@ -32,12 +32,11 @@ export class ShardInterceptor implements Interceptor {
         msg.header.rows = msg.body.primaryKeys.data.length;
         return next(msg);
       case 'CreateCollection':
-        validateSchema(msg.body.schema);
-      // falls through
       case 'DropCollection':
       case 'CreatePartition':
       case 'DropPartition':
       case 'ManualFlush': {
+        if (msg.type === 'CreateCollection') validateSchema(msg.body.schema);
         meta.checkDdl(msg);
         const r = await next(msg);
         meta.apply(msg);

@@ -1,0 +1,123 @@
+/**
+ * Sequential, chunked reader of one segment file: one read(2) per chunk (default 1 MiB), records
+ * parsed out of the chunk and handed out as zero-copy subarrays. `peek` never moves the cursor;
+ * `advance` commits, so a caller can hold back entries it may not deliver yet.
+ */
+import type { LogEntry } from '../backend';
+import { sequenceId } from '../../../runtime/message/message-id';
+import { CORRUPT, INCOMPLETE, RECORD_HEADER_BYTES, bytesNeeded, probeRecord } from './record-format';
+import { closeFd, readAt } from './fs-io';
+import type { SegmentFile } from './segment-files';
+
+/**
+ * Why a peek stopped: `limit` (reached maxSeq), `max` (maxCount entries), `more` (the buffer ran
+ * out; peek again), `eof` (nothing after the last record), `incomplete` (a partial record at the
+ * end of the file), `corrupt` (a complete record whose checksum or length is wrong).
+ */
+export type PeekStop = 'limit' | 'max' | 'more' | 'eof' | 'incomplete' | 'corrupt';
+
+export interface PeekResult {
+  entries: LogEntry[];
+  stop: PeekStop;
+}
+
+export class CursorClosedError extends Error {
+  constructor() {
+    super('segment cursor closed');
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class SegmentCursor {
+  /** File offset of the next record. */
+  offset = 0;
+  /** Sequence number of the next record. */
+  seq: number;
+  private buf: Buffer = EMPTY;
+  private bufStart = 0;
+  private bufLen = 0;
+  private ends: number[] = [];
+  private closed = false;
+  private io: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly fd: number,
+    readonly file: SegmentFile,
+    private readonly chunkBytes: number,
+  ) {
+    this.seq = file.firstSeq;
+  }
+
+  /** Entries from the cursor on, with sequence < maxSeq, at most maxCount. Reads at most one chunk. */
+  async peek(maxSeq: number, maxCount: number): Promise<PeekResult> {
+    const entries: LogEntry[] = [];
+    this.ends = [];
+    let off = this.offset;
+    let seq = this.seq;
+    let readOnce = false;
+    for (;;) {
+      if (seq >= maxSeq) return { entries, stop: 'limit' };
+      if (entries.length >= maxCount) return { entries, stop: 'max' };
+      let rel = off - this.bufStart;
+      let r = rel >= 0 && rel <= this.bufLen ? probeRecord(this.buf, rel, this.bufLen) : INCOMPLETE;
+      if (r === INCOMPLETE) {
+        if (entries.length > 0 || readOnce) return { entries, stop: 'more' };
+        const need = rel >= 0 && rel <= this.bufLen ? bytesNeeded(this.buf, rel, this.bufLen) : RECORD_HEADER_BYTES;
+        const got = await this.fill(off, Math.max(this.chunkBytes, need));
+        readOnce = true;
+        rel = 0;
+        r = probeRecord(this.buf, 0, this.bufLen);
+        if (r === INCOMPLETE) return { entries, stop: got === 0 ? 'eof' : 'incomplete' };
+      }
+      if (r === CORRUPT) {
+        // Drop the buffer so that a later peek looks at the file again (a live tail may still change).
+        if (entries.length === 0) this.bufLen = 0;
+        return { entries, stop: 'corrupt' };
+      }
+      const dataAt = rel + RECORD_HEADER_BYTES;
+      entries.push({ id: sequenceId(seq), data: this.buf.subarray(dataAt, dataAt + r) });
+      off += RECORD_HEADER_BYTES + r;
+      this.ends.push(off);
+      seq++;
+    }
+  }
+
+  /** Moves past the first `n` entries of the last peek. */
+  advance(n: number): void {
+    if (n <= 0) return;
+    const end = this.ends[n - 1];
+    if (end === undefined) throw new Error(`advance(${n}) beyond the ${this.ends.length} peeked entries`);
+    this.offset = end;
+    this.seq += n;
+    this.ends = [];
+  }
+
+  /** Closes the fd once no read is in flight. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.io) await this.io.catch(() => undefined);
+    await closeFd(this.fd);
+  }
+
+  private async fill(position: number, size: number): Promise<number> {
+    if (this.closed) throw new CursorClosedError();
+    let buf = Buffer.allocUnsafe(size);
+    const io = readAt(this.fd, buf, 0, size, position);
+    this.io = io;
+    let n: number;
+    try {
+      n = await io;
+    } finally {
+      this.io = undefined;
+    }
+    // A short read of a regular file means end of file. Keep small reads in a right-sized copy, so
+    // that entries handed out do not pin a mostly empty chunk.
+    if (n < size >>> 2) buf = Buffer.from(buf.subarray(0, n));
+    this.buf = buf;
+    this.bufStart = position;
+    this.bufLen = n;
+    return n;
+  }
+}

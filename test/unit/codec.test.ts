@@ -1,0 +1,490 @@
+import { crc32 } from 'node:zlib';
+import {
+  CODEC_VERSION,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  ENVELOPE_BYTES,
+  MESSAGE_MAGIC,
+  decodeHeader,
+  decodeMessage,
+  encodeMessage,
+  toLogMessage,
+} from '../../runtime/message/codec';
+import { ErrorCode, MessageDecodeError, StreamingError } from '../../runtime/errors';
+import { MessageTypeCode, type Column, type InsertMessage, type Message, type MessageCommon, type MessageType, type TxnMessage } from '../../runtime/message/types';
+import { composeTimetick } from '../../runtime/message/timetick';
+
+// ---------------------------------------------------------------- helpers
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** What `fn` throws, or undefined. */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+function expectInvalidArgument(fn: () => unknown, details?: Record<string, unknown>): StreamingError {
+  const e = thrown(fn);
+  expect(e).toBeInstanceOf(StreamingError);
+  expect(e).not.toBeInstanceOf(MessageDecodeError);
+  const se = e as StreamingError;
+  expect(se.code).toBe(ErrorCode.INVALID_ARGUMENT);
+  if (details) expect(se.details).toMatchObject(details);
+  return se;
+}
+
+/** Describes a decode outcome that is not a MessageDecodeError (for collecting failures in loops). */
+function notDecodeError(fn: () => unknown): string | undefined {
+  const e = thrown(fn);
+  if (e instanceof MessageDecodeError) return undefined;
+  return e === undefined ? 'returned a message' : `threw ${(e as Error)?.name}: ${(e as Error)?.message}`;
+}
+
+function bytesOf(f: Float32Array): number[] {
+  return Array.from(new Uint8Array(f.buffer, f.byteOffset, f.byteLength));
+}
+
+/** Recomputes both checksums of an envelope in place (to reach the parser behind them). */
+function reseal(b: Buffer): void {
+  const headerLength = b.readUInt32LE(10);
+  const bodyLength = b.readUInt32LE(14);
+  const headerEnd = ENVELOPE_BYTES + headerLength;
+  if (headerEnd + bodyLength !== b.length) return;
+  b.writeUInt32LE(bodyLength === 0 ? 0 : crc32(b.subarray(headerEnd)), 18);
+  b.writeUInt32LE(crc32(b.subarray(6, headerEnd)), 2);
+}
+
+// ---------------------------------------------------------------- fixtures
+
+const BIG_TT = composeTimetick(1_750_000_000_123, 262_143); // > 2^53
+const MAX_U64 = (1n << 64n) - 1n;
+
+function common(over: Partial<MessageCommon> = {}): MessageCommon {
+  return { vchannel: 'by-dev-rootcoord-dml_3_449v0', timetick: BIG_TT, lastConfirmedId: '00000000000003e8', term: 7, ...over };
+}
+
+/** Float32 values that must survive bit-exactly, NaN with a payload included. */
+function trickyFloats(): Float32Array {
+  const f = new Float32Array([0, -0, 1.401298464324817e-45, -1.401298464324817e-45, 1.1754942106924411e-38, 3.4028234663852886e38, Infinity, -Infinity, Math.fround(0.1), -1.5, 0, 0]);
+  new Uint32Array(f.buffer)[10] = 0x7fc01234; // quiet NaN with a payload
+  new Uint32Array(f.buffer)[11] = 0xffa00001; // negative signalling-pattern NaN
+  return f;
+}
+
+function allColumns(): Column[] {
+  return [
+    { name: 'id', type: 'int64', data: [0, 1, -1, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, 2 ** 32, -(2 ** 32) - 1] },
+    { name: 'vec', type: 'floatVector', dim: 4, data: trickyFloats().subarray(0, 12) },
+    { name: 'flag', type: 'bool', data: [true, false, true, true, false, false, true] },
+    { name: 'i32', type: 'int32', data: [0, 1, -1, 2147483647, -2147483648, 123456, -0] },
+    { name: 'f32', type: 'float', data: [0, -0, 0.5, -1.25, Math.fround(0.1), 3.4028234663852886e38, 1.401298464324817e-45] },
+    { name: 'f64', type: 'double', data: [0, -0, 0.1, -1e308, 5e-324, Math.PI, Number.MAX_SAFE_INTEGER] },
+    {
+      name: 'tag',
+      type: 'varchar',
+      data: ['', 'a', 'héllo wörld', '😀 emoji', '日本語のテキスト', 'twelve chars', 'x'.repeat(13) + 'é'.repeat(60)],
+    },
+    { name: 'meta', type: 'json', data: [null, 1.5, 'str', [1, 'two', { three: 3 }], { a: { b: [true, false] } }, { u: 'ü😀' }, false] },
+  ];
+}
+
+function insert(over: Partial<MessageCommon> = {}, columns: Column[] = allColumns(), rows = 7): InsertMessage {
+  return {
+    type: 'Insert',
+    ...common(over),
+    header: { collectionId: 449, partitionId: 450, rows, bytes: 1234, segmentId: 1001 },
+    body: { columns },
+  };
+}
+
+/** One message of every encodable type, with every optional field set somewhere. */
+function fixtures(): Message[] {
+  return [
+    { type: 'TimeTick', ...common({ vchannel: '', timetick: MAX_U64, lastConfirmedId: '' }), header: {}, body: {} },
+    insert({ txn: { id: BIG_TT - 100n, keepaliveMs: 10_000 }, idempotencyKey: 'client-1:req-42' }),
+    insert({ idempotencyKey: '' }),
+    {
+      type: 'Delete',
+      ...common({ idempotencyKey: 'k' }),
+      header: { collectionId: 449, partitionId: 450, rows: 3 },
+      body: { primaryKeys: { type: 'int64', data: [1, -5, Number.MAX_SAFE_INTEGER] } },
+    },
+    {
+      type: 'Delete',
+      ...common({ txn: { id: 1n, keepaliveMs: 0 } }),
+      header: { collectionId: 449, partitionId: -1, rows: 3 },
+      body: { primaryKeys: { type: 'varchar', data: ['pk-1', '', 'ключ'] } },
+    },
+    { type: 'Flush', ...common(), header: { collectionId: 449, partitionId: 450, segmentId: 77 }, body: {} },
+    {
+      type: 'CreateCollection',
+      ...common(),
+      header: { collectionId: 449, partitionIds: [450, 451] },
+      body: {
+        collectionName: 'books',
+        schema: {
+          fields: [
+            { name: 'id', type: 'int64', primaryKey: true, autoId: true },
+            { name: 'vec', type: 'floatVector', dim: 128 },
+            { name: 'title', type: 'varchar', maxLength: 200 },
+          ],
+        },
+        partitions: [
+          { id: 450, name: '_default' },
+          { id: 451, name: 'p1' },
+        ],
+      },
+    },
+    { type: 'DropCollection', ...common(), header: { collectionId: 449 }, body: {} },
+    { type: 'CreatePartition', ...common(), header: { collectionId: 449, partitionId: 452 }, body: { partitionName: 'パーティション' } },
+    { type: 'DropPartition', ...common(), header: { collectionId: 449, partitionId: 452 }, body: {} },
+    { type: 'ManualFlush', ...common(), header: { collectionId: 449, flushTs: BIG_TT + 1n, segmentIds: [1001, 1002, 1003] }, body: {} },
+    {
+      type: 'CreateSegment',
+      ...common(),
+      header: { collectionId: 449, partitionId: 450, segmentId: 1004, maxRows: 1_000_000, maxBytes: 8 * 1024 ** 3 },
+      body: {},
+    },
+    { type: 'BeginTxn', ...common(), header: { keepaliveMs: 30_000 }, body: {} },
+    { type: 'CommitTxn', ...common({ txn: { id: BIG_TT, keepaliveMs: 30_000 } }), header: {}, body: {} },
+    { type: 'RollbackTxn', ...common({ txn: { id: MAX_U64, keepaliveMs: 1 } }), header: {}, body: {} },
+  ];
+}
+
+/** Deep equality that distinguishes -0 from 0 and compares Float32Array bits (NaN payloads included). */
+function expectSameMessage(actual: unknown, expected: unknown): void {
+  const norm = (v: unknown): unknown => {
+    if (v instanceof Float32Array) return { float32Bits: bytesOf(v) };
+    if (typeof v === 'number' && Object.is(v, -0)) return '-0';
+    if (Array.isArray(v)) return v.map(norm);
+    if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]));
+    return v;
+  };
+  expect(norm(actual)).toStrictEqual(norm(expected));
+}
+
+/** What a float column reads back as: float32 precision. */
+function expectedAfterRoundTrip(msg: Message): Message {
+  if (msg.type !== 'Insert') return msg;
+  const columns = msg.body.columns.map((c): Column => (c.type === 'float' ? { ...c, data: c.data.map((v) => Math.fround(v)) } : c));
+  // int32 -0 is written as 0.
+  const fixed = columns.map((c): Column => (c.type === 'int32' ? { ...c, data: c.data.map((v) => v | 0) } : c));
+  return { ...msg, body: { columns: fixed } };
+}
+
+// ---------------------------------------------------------------- round trips
+
+describe('codec round trip', () => {
+  it('covers every encodable message type', () => {
+    const types = new Set(fixtures().map((m) => m.type));
+    const encodable = (Object.keys(MessageTypeCode) as MessageType[]).filter((t) => t !== 'Txn');
+    expect([...types].sort()).toEqual([...encodable].sort());
+  });
+
+  it.each(fixtures().map((m, i) => [`${i}:${m.type}`, m] as const))('%s decodes to an equal message', (_name, msg) => {
+    const bytes = encodeMessage(msg);
+    expect(bytes[0]).toBe(MESSAGE_MAGIC);
+    expect(bytes[1]).toBe(CODEC_VERSION);
+    const decoded = decodeMessage(bytes);
+    expectSameMessage(decoded, expectedAfterRoundTrip(msg));
+    expect(decoded.timetick).toBe(msg.timetick);
+    expect(typeof decoded.timetick).toBe('bigint');
+    // Absent optional fields stay absent (not present-but-undefined).
+    expect('txn' in decoded).toBe(msg.txn !== undefined);
+    expect('idempotencyKey' in decoded).toBe(msg.idempotencyKey !== undefined);
+    // Re-encoding the decoded message gives the same bytes.
+    expect(Buffer.from(encodeMessage(decoded)).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('keeps float32 vectors bit-exact (-0, subnormals, infinities, NaN payloads)', () => {
+    const data = trickyFloats();
+    const msg = insert({}, [{ name: 'vec', type: 'floatVector', dim: 3, data }], 4);
+    const decoded = decodeMessage(encodeMessage(msg)) as InsertMessage;
+    const col = decoded.body.columns[0];
+    expect(col?.type).toBe('floatVector');
+    if (col?.type !== 'floatVector') return;
+    expect(col.data).toBeInstanceOf(Float32Array);
+    expect(col.dim).toBe(3);
+    expect(bytesOf(col.data)).toEqual(bytesOf(data));
+    expect(Object.is(col.data[1], -0)).toBe(true);
+    expect(col.data[2]).toBe(1.401298464324817e-45);
+  });
+
+  it('encodes a Float32Array that is a view at an odd offset of a larger buffer', () => {
+    const backing = new Float32Array([9, 9, 1, 2, 3, 4, 9]);
+    const data = backing.subarray(2, 6);
+    const decoded = decodeMessage(encodeMessage(insert({}, [{ name: 'v', type: 'floatVector', dim: 2, data }], 2))) as InsertMessage;
+    const col = decoded.body.columns[0];
+    expect(col?.type === 'floatVector' && Array.from(col.data)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('decodes from an unaligned Uint8Array into aligned copies that do not alias the input', () => {
+    const bytes = encodeMessage(insert());
+    for (const shift of [1, 2, 3, 5]) {
+      const backing = new ArrayBuffer(bytes.length + shift);
+      const unaligned = new Uint8Array(backing, shift, bytes.length);
+      unaligned.set(bytes);
+      const decoded = decodeMessage(unaligned) as InsertMessage;
+      const col = decoded.body.columns.find((c) => c.type === 'floatVector');
+      if (col?.type !== 'floatVector') throw new Error('no vector column');
+      expect(col.data.byteOffset % 4).toBe(0);
+      expect(col.data.buffer).not.toBe(backing);
+      const before = bytesOf(col.data);
+      unaligned.fill(0xff);
+      expect(bytesOf(col.data)).toEqual(before);
+      expectSameMessage(decoded, expectedAfterRoundTrip(insert()));
+    }
+  });
+
+  it('round-trips timeticks and txn ids across the whole u64 range', () => {
+    for (const tt of [0n, 1n, 2n ** 53n + 1n, BIG_TT, 2n ** 63n, MAX_U64]) {
+      const msg: Message = { type: 'CommitTxn', ...common({ timetick: tt, txn: { id: tt, keepaliveMs: 5 } }), header: {}, body: {} };
+      const decoded = decodeMessage(encodeMessage(msg));
+      expect(decoded.timetick).toBe(tt);
+      expect(decoded.txn).toEqual({ id: tt, keepaliveMs: 5 });
+    }
+  });
+
+  it('round-trips strings at the boundaries of the short-string paths', () => {
+    const data: string[] = [];
+    for (const n of [11, 12, 13, 63, 64, 65, 200]) data.push('a'.repeat(n), 'é'.repeat(n), '😀'.repeat(n), 'a'.repeat(n - 1) + 'é');
+    const msg = insert({ vchannel: 'v'.repeat(65), lastConfirmedId: 'ü'.repeat(30) }, [{ name: 'ñ'.repeat(12), type: 'varchar', data }], data.length);
+    expectSameMessage(decodeMessage(encodeMessage(msg)), msg);
+  });
+
+  it('toLogMessage adds the id and the encoded size', () => {
+    const msg = fixtures()[1] as Message;
+    const data = encodeMessage(msg);
+    const log = toLogMessage({ id: '0000000000000010', data });
+    expect(log.id).toBe('0000000000000010');
+    expect(log.size).toBe(data.length);
+    const { id: _id, size: _size, ...rest } = log;
+    expectSameMessage(rest, expectedAfterRoundTrip(msg));
+    expect(() => toLogMessage({ id: 'x', data: data.subarray(0, 30) })).toThrow(MessageDecodeError);
+  });
+});
+
+// ---------------------------------------------------------------- decodeHeader
+
+describe('decodeHeader', () => {
+  it.each(fixtures().map((m, i) => [`${i}:${m.type}`, m] as const))('%s: equals the decoded message without its body', (_name, msg) => {
+    const bytes = encodeMessage(msg);
+    const header = decodeHeader(bytes);
+    const { body: _body, ...full } = decodeMessage(bytes);
+    expect('body' in header).toBe(false);
+    expectSameMessage(header, full);
+  });
+
+  it('does not read the body: a corrupt body fails decodeMessage but not decodeHeader', () => {
+    const rows = 20_000;
+    const dim = 32;
+    const msg = insert(
+      { idempotencyKey: 'big' },
+      [
+        { name: 'id', type: 'int64', data: Array.from({ length: rows }, (_, i) => i) },
+        { name: 'vec', type: 'floatVector', dim, data: new Float32Array(rows * dim).fill(0.25) },
+      ],
+      rows,
+    );
+    const bytes = Buffer.from(encodeMessage(msg));
+    expect(bytes.length).toBeGreaterThan(2_000_000);
+    const expected = decodeHeader(bytes);
+    const headerEnd = ENVELOPE_BYTES + bytes.readUInt32LE(10);
+    // Scribble over the whole body: only its length stays right.
+    bytes.fill(0xab, headerEnd);
+    expect(decodeHeader(bytes)).toEqual(expected);
+    const e = thrown(() => decodeMessage(bytes));
+    expect(e).toBeInstanceOf(MessageDecodeError);
+    expect((e as MessageDecodeError).details).toMatchObject({ reason: 'body checksum mismatch' });
+    // The body's length is still bounds-checked.
+    expect(() => decodeHeader(bytes.subarray(0, bytes.length - 1))).toThrow(MessageDecodeError);
+  });
+});
+
+// ---------------------------------------------------------------- encode errors
+
+describe('encode errors', () => {
+  it('rejects a message over the default maximum size with its size and the limit', () => {
+    const data = new Float32Array(DEFAULT_MAX_MESSAGE_BYTES / 4 + 8);
+    const msg = insert({}, [{ name: 'vec', type: 'floatVector', dim: 8, data }], data.length / 8);
+    const e = expectInvalidArgument(() => encodeMessage(msg));
+    expect(e.details).toMatchObject({ limit: DEFAULT_MAX_MESSAGE_BYTES });
+    expect(e.details?.['size']).toBeGreaterThan(DEFAULT_MAX_MESSAGE_BYTES);
+  });
+
+  it('honours maxMessageBytes exactly: the limit itself passes, one byte less fails', () => {
+    const msg = insert();
+    const size = encodeMessage(msg).length;
+    expect(encodeMessage(msg, { maxMessageBytes: size }).length).toBe(size);
+    expectInvalidArgument(() => encodeMessage(msg, { maxMessageBytes: size - 1 }), { size, limit: size - 1 });
+  });
+
+  it('never encodes a consume-side Txn message', () => {
+    const txn: TxnMessage = { type: 'Txn', ...common(), header: { txnId: 1n, count: 0 }, body: { messages: [] } };
+    expectInvalidArgument(() => encodeMessage(txn));
+  });
+
+  const cases: [string, () => Message, Record<string, unknown>][] = [
+    ['an unsafe int64 value', () => insert({}, [{ name: 'id', type: 'int64', data: [1, 2 ** 53] }], 2), { field: 'id', index: 1 }],
+    ['a fractional int64 value', () => insert({}, [{ name: 'id', type: 'int64', data: [1.5] }], 1), { field: 'id', index: 0 }],
+    ['an int32 out of range', () => insert({}, [{ name: 'n', type: 'int32', data: [2 ** 31] }], 1), { field: 'n' }],
+    ['a vector whose length is not a multiple of dim', () => insert({}, [{ name: 'v', type: 'floatVector', dim: 3, data: new Float32Array(4) }], 1), { field: 'v' }],
+    ['a vector with dim 0', () => insert({}, [{ name: 'v', type: 'floatVector', dim: 0, data: new Float32Array(0) }], 0), { field: 'v' }],
+    ['a negative timetick', () => insert({ timetick: -1n }), { field: 'timetick' }],
+    ['a timetick of 2^64', () => insert({ timetick: 1n << 64n }), { field: 'timetick' }],
+    ['a txn id of 2^64', () => insert({ txn: { id: 1n << 64n, keepaliveMs: 1 } }), { field: 'txn.id' }],
+    ['a fractional term', () => insert({ term: 1.5 }), { field: 'term' }],
+    ['a negative term', () => insert({ term: -1 }), { field: 'term' }],
+    ['an unsafe collection id', () => ({ type: 'DropCollection', ...common(), header: { collectionId: 2 ** 60 }, body: {} }), { field: 'header.collectionId' }],
+    ['a json value that is not serializable', () => insert({}, [{ name: 'j', type: 'json', data: [undefined] }], 1), { field: 'j' }],
+    ['a json value with a bigint', () => insert({}, [{ name: 'j', type: 'json', data: [{ n: 1n }] }], 1), { field: 'j', index: 0 }],
+    ['a varchar value that is not a string', () => insert({}, [{ name: 's', type: 'varchar', data: [1 as unknown as string] }], 1), { field: 's' }],
+  ];
+  it.each(cases)('rejects %s with INVALID_ARGUMENT', (_name, make, details) => {
+    expectInvalidArgument(() => encodeMessage(make()), details);
+  });
+});
+
+// ---------------------------------------------------------------- corrupt input
+
+describe('corrupt input always throws MessageDecodeError', () => {
+  const samples = fixtures().filter((m) => ['Insert', 'Delete', 'CreateCollection', 'ManualFlush', 'RollbackTxn'].includes(m.type));
+
+  it.each(samples.map((m, i) => [`${i}:${m.type}`, m] as const))('%s: every truncation', (_name, msg) => {
+    const bytes = encodeMessage(msg);
+    const failures: string[] = [];
+    for (let len = 0; len < bytes.length; len++) {
+      const cut = bytes.slice(0, len);
+      const a = notDecodeError(() => decodeMessage(cut));
+      const b = notDecodeError(() => decodeHeader(cut));
+      if (a || b) failures.push(`len ${len}: ${a ?? b}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it.each(samples.map((m, i) => [`${i}:${m.type}`, m] as const))('%s: every single-bit flip', (_name, msg) => {
+    const bytes = Buffer.from(encodeMessage(msg));
+    const headerEnd = ENVELOPE_BYTES + bytes.readUInt32LE(10);
+    const header = decodeHeader(bytes);
+    const failures: string[] = [];
+    for (let i = 0; i < bytes.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        bytes[i] = (bytes[i] as number) ^ (1 << bit);
+        const a = notDecodeError(() => decodeMessage(bytes));
+        if (a) failures.push(`byte ${i} bit ${bit}: decodeMessage ${a}`);
+        if (i < headerEnd) {
+          const b = notDecodeError(() => decodeHeader(bytes));
+          if (b) failures.push(`byte ${i} bit ${bit}: decodeHeader ${b}`);
+        } else {
+          // A flip in the body does not concern the header, which is still right.
+          expect(decodeHeader(bytes)).toEqual(header);
+        }
+        bytes[i] = (bytes[i] as number) ^ (1 << bit);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('a wrong version is "unsupported version"', () => {
+    for (const version of [0, 2, 255]) {
+      const bytes = Buffer.from(encodeMessage(insert()));
+      bytes[1] = version;
+      for (const decode of [decodeMessage, decodeHeader]) {
+        const e = thrown(() => decode(bytes));
+        expect(e).toBeInstanceOf(MessageDecodeError);
+        expect((e as MessageDecodeError).details).toMatchObject({ reason: 'unsupported version', version });
+      }
+    }
+  });
+
+  it('a wrong magic is "bad magic"', () => {
+    const bytes = Buffer.from(encodeMessage(insert()));
+    bytes[0] = 0x00;
+    const e = thrown(() => decodeMessage(bytes));
+    expect(e).toBeInstanceOf(MessageDecodeError);
+    expect((e as MessageDecodeError).details).toMatchObject({ reason: 'bad magic' });
+  });
+
+  it('trailing bytes, an empty input and a non-byte input are rejected', () => {
+    const bytes = encodeMessage(insert());
+    const longer = new Uint8Array(bytes.length + 1);
+    longer.set(bytes);
+    for (const input of [longer, new Uint8Array(0), 'not bytes' as unknown as Uint8Array, null as unknown as Uint8Array]) {
+      expect(notDecodeError(() => decodeMessage(input))).toBeUndefined();
+      expect(notDecodeError(() => decodeHeader(input))).toBeUndefined();
+    }
+  });
+
+  it('random buffers (seeded), with and without a valid magic and version', () => {
+    const random = rng(0xc0dec);
+    const failures: string[] = [];
+    for (let n = 0; n < 10_000; n++) {
+      const len = Math.floor(random() * 200);
+      const b = Buffer.alloc(len);
+      for (let i = 0; i < len; i++) b[i] = Math.floor(random() * 256);
+      if (n % 2 === 1 && len >= 2) {
+        b[0] = MESSAGE_MAGIC;
+        b[1] = CODEC_VERSION;
+      }
+      const a = notDecodeError(() => decodeMessage(b));
+      const h = notDecodeError(() => decodeHeader(b));
+      if (a || h) failures.push(`#${n}: ${a ?? h}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('garbage behind valid checksums never throws anything but MessageDecodeError (seeded)', () => {
+    // With the checksums recomputed, the parser itself must reject or accept every input safely.
+    const random = rng(42);
+    const codes = Object.values(MessageTypeCode);
+    const failures: string[] = [];
+    const check = (b: Buffer, what: string): void => {
+      for (const decode of [decodeMessage, decodeHeader]) {
+        const e = thrown(() => decode(b));
+        if (e !== undefined && !(e instanceof MessageDecodeError)) failures.push(`${what}: ${(e as Error).name} ${(e as Error).message}`);
+      }
+    };
+    // 1. Envelopes with random type, flags and sections.
+    for (let n = 0; n < 5_000; n++) {
+      const headerLength = Math.floor(random() * 120);
+      const bodyLength = Math.floor(random() * 120);
+      const b = Buffer.alloc(ENVELOPE_BYTES + headerLength + bodyLength);
+      for (let i = ENVELOPE_BYTES; i < b.length; i++) b[i] = Math.floor(random() * 256);
+      b[0] = MESSAGE_MAGIC;
+      b[1] = CODEC_VERSION;
+      b.writeUInt16LE(codes[Math.floor(random() * codes.length)] as number, 6);
+      b.writeUInt16LE(Math.floor(random() * 4), 8);
+      b.writeUInt32LE(headerLength, 10);
+      b.writeUInt32LE(bodyLength, 14);
+      reseal(b);
+      check(b, `random envelope #${n}`);
+    }
+    // 2. Real messages with a few bytes mutated (lengths and counts included), resealed.
+    const originals = fixtures().map((m) => Buffer.from(encodeMessage(m)));
+    for (let n = 0; n < 20_000; n++) {
+      const b = Buffer.from(originals[n % originals.length] as Buffer);
+      const edits = 1 + Math.floor(random() * 3);
+      for (let k = 0; k < edits; k++) {
+        const i = ENVELOPE_BYTES + Math.floor(random() * (b.length - ENVELOPE_BYTES));
+        b[i] = random() < 0.5 ? Math.floor(random() * 256) : random() < 0.5 ? 0xff : 0;
+      }
+      reseal(b);
+      check(b, `mutated #${n}`);
+    }
+    expect(failures).toEqual([]);
+  });
+});
