@@ -9,6 +9,7 @@ import type { LogMessage, Message, NewMessage } from '../../runtime/message/type
 import type { WalLog } from '../../storage/wal/backend';
 import type { AppendResult } from './interceptors/interceptor';
 import type { Scanner, SubscribeOptions } from './scanner/scanner';
+import type { IdempotencyWindow } from './idempotency';
 import type { VChannelMeta } from './vchannel-meta';
 
 export type Reply<T> = { ok: true; value: T } | { ok: false; error: StreamingError };
@@ -34,7 +35,7 @@ export type WalMsg =
   | { type: 'awaitOpen'; replyTo: Ref<Reply<WalStatus>> }
   | { type: 'close'; replyTo?: Ref<Reply<void>> }
   // completions and timers (sent by the actor to itself)
-  | { type: 'opened'; log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta }
+  | { type: 'opened'; log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta; idempotency: IdempotencyWindow }
   | { type: 'openFailed'; error: StreamingError }
   | { type: 'startWrite' }
   | { type: 'appendPersisted'; batch: number; ids: MessageId[] }

@@ -25,6 +25,8 @@ export interface WalOptions {
   subscriberCredits: number;
   /** How long close() waits for in-flight writes before giving up on them. Default 3000 ms. */
   closeTimeoutMs: number;
+  /** Most recent idempotency keys remembered per pchannel (a retried append with one of them is answered, not written). Default 65536. */
+  idempotencyWindow: number;
 }
 
 export const DEFAULT_WAL_OPTIONS: WalOptions = {
@@ -38,6 +40,7 @@ export const DEFAULT_WAL_OPTIONS: WalOptions = {
   maxPendingAppends: 65_536,
   subscriberCredits: 1024,
   closeTimeoutMs: 3_000,
+  idempotencyWindow: 65_536,
 };
 
 export function walOptions(partial: Partial<WalOptions> = {}): WalOptions {

@@ -19,6 +19,7 @@ import type { AppendNext, AppendResult } from './interceptors/interceptor';
 import { LockInterceptor } from './interceptors/lock';
 import { ShardInterceptor } from './interceptors/shard';
 import { TimetickInterceptor, TSO_BATCH_MAX_AGE_MS, type TimetickSource } from './interceptors/timetick';
+import { IdempotencyWindow } from './idempotency';
 import { VChannelLocks } from './locks';
 import type { Reply, WalMsg, WalStatus } from './messages';
 import type { WalOptions } from './options';
@@ -64,6 +65,7 @@ export class WalCore {
   private meta = new VChannelMeta();
   private readonly chain: AppendNext;
   private readonly scanners = new Set<Scanner>();
+  private idempotency: IdempotencyWindow;
 
   /** Requests that arrived before the open finished. */
   private waitingForOpen: WalMsg[] = [];
@@ -87,6 +89,7 @@ export class WalCore {
   ) {
     this.logger = deps.logger ?? createLogger('wal');
     this.wab = new WriteAheadBuffer(deps.options.writeAheadBuffer, deps.clock);
+    this.idempotency = new IdempotencyWindow(deps.options.idempotencyWindow);
     this.chain = buildChain(
       [
         new LockInterceptor({ locks: this.locks, txns: this.txns }),
@@ -134,6 +137,7 @@ export class WalCore {
     }
     this.log = msg.log;
     this.meta = msg.meta;
+    this.idempotency = msg.idempotency;
     this.lastPersistedId = msg.firstTimeTick.id;
     this.lastTimetick = msg.firstTimeTick.timetick;
     this.wab.append([msg.firstTimeTick]);
@@ -151,6 +155,8 @@ export class WalCore {
     const waiting = this.waitingForOpen;
     this.waitingForOpen = [];
     for (const m of waiting) this.handle(m);
+    // A fenced open is final for this term; anything else is a crash for the supervisor to judge.
+    if (!isFenced(error)) throw new WalCrash(this.pchannel, error);
   }
 
   // ------------------------------------------------------------------ dispatch
@@ -229,8 +235,21 @@ export class WalCore {
       dispatch(req.replyTo, { ok: false, error: this.exhausted() });
       return;
     }
+    const key = m.idempotencyKey;
+    if (key !== undefined) {
+      const seen = this.idempotency.lookup(key);
+      if (seen !== undefined) {
+        Promise.resolve(seen).then(
+          (value) => dispatch(req.replyTo, { ok: true, value }),
+          (e: unknown) => dispatch(req.replyTo, { ok: false, error: toStreamingError(e) }),
+        );
+        return;
+      }
+    }
     this.appending++;
-    this.chain(ownCopy(m)).then(
+    const appended = this.chain(ownCopy(m));
+    if (key !== undefined) this.idempotency.track(key, appended);
+    appended.then(
       (value) => {
         this.appending--;
         dispatch(req.replyTo, { ok: true, value });
@@ -338,6 +357,27 @@ export class WalCore {
     for (const s of [...this.scanners]) s.fail(this.unavailableError());
     this.wab.close();
     this.maybeFinishClose();
+    if (this.state === 'failed') throw new WalCrash(this.pchannel, error);
+  }
+
+  /**
+   * Releases what this incarnation holds, without waiting: used by the supervisor before it resets
+   * (reopens) or stops a crashed WAL. Pending callers get ON_SHUTDOWN; the log is closed in the background.
+   */
+  abandon(): void {
+    if (this.state === 'closed') return;
+    this.closeTimer?.cancel();
+    this.stopTicking();
+    const err = new StreamingError(ErrorCode.ON_SHUTDOWN, `pchannel ${this.pchannel} is restarting`);
+    for (const e of this.pending) e.reject(err);
+    this.pending = [];
+    for (const s of [...this.scanners]) s.fail(err);
+    this.wab.close();
+    if (this.state !== 'fenced') this.state = 'closed';
+    const log = this.log;
+    this.log = undefined;
+    void log?.close().catch(() => undefined);
+    this.replyClosed();
   }
 
   // ------------------------------------------------------------------ timeticks
@@ -497,6 +537,14 @@ export class WalCore {
   }
 }
 
+/** Thrown out of the handler when the WAL can no longer serve: the supervisor decides (reopen, or give the pchannel up). */
+export class WalCrash extends StreamingError {
+  constructor(pchannel: string, cause: StreamingError) {
+    super(cause.code, `wal ${pchannel} crashed: ${cause.message}`, { cause, retriable: cause.retriable, ...(cause.details ? { details: { ...cause.details } } : {}) });
+    this.name = 'WalCrash';
+  }
+}
+
 /** A private copy the interceptors may fill in (the body is shared: it is never modified). */
 function ownCopy(m: NewMessage | Message): Message {
   return { timetick: 0n, lastConfirmedId: '', term: 0, ...m, header: { ...m.header } } as Message;
@@ -507,7 +555,7 @@ function ownCopy(m: NewMessage | Message): Message {
  * timetick (it proves the fence and puts every new timetick above all earlier terms), and rebuilds
  * the vchannel meta by replaying the log up to it.
  */
-async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta }> {
+async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta; idempotency: IdempotencyWindow }> {
   const log = await deps.backend.open(deps.channel);
   try {
     deps.tso.sync();
@@ -516,8 +564,8 @@ async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick
     const bytes = encodeMessage(tick);
     const [id] = await log.append([bytes]);
     if (id === undefined) throw new StreamingError(ErrorCode.INNER, 'backend returned no id for the first TimeTick');
-    const meta = await replayMeta(log, id);
-    return { log, firstTimeTick: { ...tick, lastConfirmedId: id, id, size: bytes.length }, meta };
+    const { meta, idempotency } = await replay(log, id, deps.options.idempotencyWindow);
+    return { log, firstTimeTick: { ...tick, lastConfirmedId: id, id, size: bytes.length }, meta, idempotency };
   } catch (e) {
     await log.close().catch(() => undefined);
     throw e;
@@ -526,29 +574,52 @@ async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick
 
 const DDL_TYPES = new Set<Message['type']>(['CreateCollection', 'DropCollection', 'CreatePartition', 'DropPartition']);
 
-async function replayMeta(log: WalLog, untilId: MessageId): Promise<VChannelMeta> {
+/** Rebuilds the vchannel meta and the idempotency window from the log, up to the new term's first TimeTick. */
+async function replay(log: WalLog, untilId: MessageId, window: number): Promise<{ meta: VChannelMeta; idempotency: IdempotencyWindow }> {
   const meta = new VChannelMeta();
+  const idempotency = new IdempotencyWindow(window);
   const abort = new AbortController();
   try {
     for await (const entry of log.read({ policy: { type: 'all' }, signal: abort.signal })) {
       if (entry.id >= untilId) break;
-      if (DDL_TYPES.has(decodeHeader(entry.data).type)) meta.apply(decodeMessage(entry.data));
+      const h = decodeHeader(entry.data);
+      if (DDL_TYPES.has(h.type)) meta.apply(decodeMessage(entry.data));
+      if (h.idempotencyKey !== undefined) {
+        idempotency.remember(h.idempotencyKey, { id: entry.id, timetick: h.timetick, lastConfirmedId: h.lastConfirmedId, ...(h.txn ? { txn: h.txn } : {}) });
+      }
     }
   } finally {
     abort.abort();
   }
-  return meta;
+  return { meta, idempotency };
+}
+
+export interface SpawnWalOptions {
+  name?: string;
+  /**
+   * Supervision of this WAL: called when its handler throws (a WalCrash, or a bug). The crashed
+   * incarnation has already been abandoned; return the nact verdict (ctx.reset reopens it).
+   */
+  onCrash?: (error: unknown, ctx: { reset: symbol; stop: symbol; escalate: symbol }) => symbol | Promise<symbol>;
 }
 
 /** Spawns the WAL actor of one pchannel under `parent`; it starts opening at once. */
-export function spawnWal(parent: Ref<unknown>, deps: WalDeps, name = `wal-${deps.channel.name}`): Ref<WalMsg> {
+export function spawnWal(parent: Ref<unknown>, deps: WalDeps, opts: SpawnWalOptions = {}): Ref<WalMsg> {
+  let current: WalCore | undefined;
   return spawn(
     parent as Ref<never>,
     (core: WalCore, msg: WalMsg) => {
       core.handle(msg);
       return core;
     },
-    name,
-    { initialStateFunc: (ctx) => new WalCore(deps, ctx.self as Ref<WalMsg>) },
+    opts.name ?? `wal-${deps.channel.name}`,
+    {
+      initialStateFunc: (ctx) => (current = new WalCore(deps, ctx.self as Ref<WalMsg>)),
+      onCrash: (_msg, error, ctx) => {
+        current?.abandon();
+        const verdict = opts.onCrash ? opts.onCrash(error, ctx as unknown as { reset: symbol; stop: symbol; escalate: symbol }) : ctx.stop;
+        return verdict as symbol;
+      },
+    },
   );
 }

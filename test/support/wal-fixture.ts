@@ -41,7 +41,7 @@ export async function walFixture(backend: WalBackend, base: Clock = systemClock)
     backend,
     async open(pchannel, term, options = {}) {
       const tso = new TsoAllocator({ source: oracle, clock });
-      const ref = spawnWal(system, { channel: { name: pchannel, term, accessMode: 'rw' }, backend, tso, clock, options: walOptions(options) }, `wal-${pchannel}-t${term}`);
+      const ref = spawnWal(system, { channel: { name: pchannel, term, accessMode: 'rw' }, backend, tso, clock, options: walOptions(options) }, { name: `wal-${pchannel}-t${term}` });
       const h = new WalHandle(ref, pchannel, 10_000);
       handles.push(h);
       return h;

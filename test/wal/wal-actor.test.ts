@@ -257,6 +257,25 @@ describe('WAL actor', () => {
     expect(sub.switches.toCatchup).toBeGreaterThanOrEqual(1);
   });
 
+  test('an append retried with the same idempotency key is written once, also after the pchannel moves to a new term', async () => {
+    const w1 = await fx.open('p0', 1);
+    await w1.append(createCollection(V, 1));
+    const m = { ...insert(V, 1), idempotencyKey: 'k-1' };
+    const [a, b] = await Promise.all([w1.append(m), w1.append(m)]); // the second while the first is in flight
+    const c = await w1.append(m);
+    expect(b).toEqual(a);
+    expect(c).toEqual(a);
+    const w2 = await fx.open('p0', 2);
+    const d = await w2.append(m);
+    expect(d.id).toBe(a.id);
+    expect(d.timetick).toBe(a.timetick);
+    const e = await w2.append({ ...insert(V, 1), idempotencyKey: 'k-2' });
+    const sub = await w2.subscribe({ policy: { type: 'all' }, filters: { types: ['Insert'] } });
+    const got = await collect(sub, (g) => g.some((x) => x.id === e.id));
+    sub.close();
+    expect(got.filter((x) => x.type === 'Insert').map((x) => x.idempotencyKey)).toEqual(['k-1', 'k-2']);
+  });
+
   test('close ends subscribers with ON_SHUTDOWN and refuses appends', async () => {
     const wal = await fx.open('p0', 1);
     await wal.append(createCollection(V, 1));

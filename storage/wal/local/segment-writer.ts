@@ -1,0 +1,263 @@
+/**
+ * The append side of one rw WalLog: a queue of append() calls drained by one pump, so that there
+ * is one write(2) in flight per pchannel and id order equals call order. Each write is fenced
+ * twice: before (so a known-fenced writer writes nothing) and after it is durable (so an
+ * acknowledgement is never given once a newer rw open may have cut the log). Lives from the rw
+ * open to close(); owns the active segment's fd.
+ */
+import { ChannelFencedError, ErrorCode, StreamingError } from '../../../runtime/errors';
+import { type MessageId, sequenceId } from '../../../runtime/message/message-id';
+import type { TimerHandle } from '../../../runtime/clock';
+import type { ChannelState, WriterView } from './channel-state';
+import { closeFd, fdatasync, fsyncDir, ftruncate, openFd, writeAllAt } from './fs-io';
+import type { ResolvedLocalOptions } from './options';
+import { encodeRecordsInto, encodedBytes } from './record-format';
+import { type SegmentFile, segmentFile, segmentPath } from './segment-files';
+
+interface PendingAppend {
+  records: readonly Uint8Array[];
+  bytes: number;
+  resolve(ids: MessageId[]): void;
+  reject(e: unknown): void;
+}
+
+interface ActiveSegment {
+  file: SegmentFile;
+  fd: number;
+  /** Bytes of complete records written to it. */
+  bytes: number;
+}
+
+/** Upper bound of one coalesced write under `batch` and `interval`, in bytes. */
+const MAX_GROUP_BYTES = 16 * 1024 * 1024;
+
+export class SegmentWriter implements WriterView {
+  durableNext: number;
+  private nextSeq: number;
+  private queue: PendingAppend[] = [];
+  private pumping: Promise<void> | undefined;
+  private fenced = false;
+  private broken: StreamingError | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private dirty = false;
+  private syncRequested = false;
+  private readonly timer: TimerHandle | undefined;
+
+  constructor(
+    private readonly state: ChannelState,
+    private readonly term: number,
+    readonly epoch: number,
+    private active: ActiveSegment,
+    private readonly opts: ResolvedLocalOptions,
+  ) {
+    this.nextSeq = active.file.firstSeq;
+    this.durableNext = this.nextSeq;
+    if (opts.fsync === 'interval') {
+      this.timer = opts.clock.setInterval(() => {
+        if (!this.dirty) return;
+        this.syncRequested = true;
+        this.kick();
+      }, opts.fsyncIntervalMs);
+    }
+  }
+
+  isLive(): boolean {
+    return !this.closed && !this.fenced && this.broken === undefined && this.state.latestEpoch === this.epoch;
+  }
+
+  markFenced(): void {
+    this.fenced = true;
+  }
+
+  append(records: readonly Uint8Array[]): Promise<MessageId[]> {
+    if (this.closed) return Promise.reject(onShutdown(this.state.pchannel));
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.fenced || this.state.latestEpoch !== this.epoch) {
+      this.fenced = true;
+      return this.fencedError().then((e) => Promise.reject(e));
+    }
+    let bytes: number;
+    try {
+      bytes = encodedBytes(records);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (records.length === 0) return Promise.resolve([]);
+    return new Promise<MessageId[]>((resolve, reject) => {
+      this.queue.push({ records, bytes, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Throws CHANNEL_FENCED when a newer rw open exists (in this process or any other). */
+  async checkFence(): Promise<void> {
+    if (this.superseded()) throw await this.fencedError();
+  }
+
+  /** Stops intake, drains accepted appends, syncs, releases the fd. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      while (this.pumping) await this.pumping;
+      this.timer?.cancel();
+      if (this.dirty && !this.broken) {
+        this.dirty = false;
+        await fdatasync(this.active.fd).catch((e: unknown) =>
+          this.opts.logger.warn('fdatasync on close failed', { pchannel: this.state.pchannel, error: String(e) }),
+        );
+      }
+      await closeFd(this.active.fd).catch(() => undefined);
+      if (this.state.writer === this) this.state.writer = undefined;
+      this.state.notify();
+    })();
+    return this.closing;
+  }
+
+  private superseded(): boolean {
+    if (this.fenced) return true;
+    if (this.state.latestEpoch !== this.epoch || !this.state.terms.isLatestSync(this.epoch)) this.fenced = true;
+    return this.fenced;
+  }
+
+  private async fencedError(): Promise<ChannelFencedError> {
+    const current = this.state.latestEpoch !== this.epoch ? this.state.latestTerm : await this.state.terms.currentTerm();
+    return new ChannelFencedError(this.state.pchannel, this.term, current);
+  }
+
+  private kick(): void {
+    if (this.pumping) return;
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      if (this.queue.length > 0 || this.syncRequested) this.kick();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (this.queue.length > 0 || this.syncRequested) {
+      if (this.syncRequested) {
+        this.syncRequested = false;
+        await this.syncIfDirty();
+        continue;
+      }
+      await this.writeGroup(this.takeGroup());
+    }
+  }
+
+  private takeGroup(): PendingAppend[] {
+    if (this.opts.fsync === 'always') return this.queue.splice(0, 1);
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= MAX_GROUP_BYTES)) {
+      bytes += this.queue[n]!.bytes;
+      n++;
+    }
+    return this.queue.splice(0, n);
+  }
+
+  private async writeGroup(group: PendingAppend[]): Promise<void> {
+    const fail = (e: unknown): void => {
+      for (const p of group) p.reject(e);
+    };
+    if (this.broken) return fail(this.broken);
+    // Fence before writing: a writer known to be fenced writes nothing.
+    if (this.superseded()) return fail(await this.fencedError());
+    let total = 0;
+    for (const p of group) total += p.bytes;
+    if (this.active.bytes > 0 && this.active.bytes + total > this.opts.segmentBytes) {
+      try {
+        await this.rollover();
+      } catch (e) {
+        return fail(this.markBroken('segment rollover failed', e));
+      }
+    }
+    const buf = Buffer.allocUnsafe(total);
+    let off = 0;
+    for (const p of group) off = encodeRecordsInto(buf, off, p.records);
+
+    const { fd } = this.active;
+    const at = this.active.bytes;
+    try {
+      await writeAllAt(fd, buf, at);
+    } catch (e) {
+      // Undo a partial write, so that no prefix of the batch turns into records on recovery.
+      try {
+        await ftruncate(fd, at);
+      } catch (e2) {
+        return fail(this.markBroken('write failed and could not be undone', e2));
+      }
+      return fail(new StreamingError(ErrorCode.INNER, `append to pchannel ${this.state.pchannel} failed: ${String(e)}`, { cause: e }));
+    }
+    this.active.bytes = at + total;
+    if (this.opts.fsync === 'interval') {
+      this.dirty = true;
+    } else {
+      try {
+        await fdatasync(fd);
+      } catch (e) {
+        // After a failed fsync the page cache state is unknown: stop using this handle.
+        return fail(this.markBroken('fdatasync failed', e));
+      }
+    }
+    // Fence after the write is durable: acknowledge only if no newer rw open exists now. Then the
+    // write completed before that open's fence point and its recovery scan counts these records.
+    if (this.superseded()) return fail(await this.fencedError());
+
+    let seq = this.nextSeq;
+    const results: MessageId[][] = [];
+    for (const p of group) {
+      const ids: MessageId[] = new Array<MessageId>(p.records.length);
+      for (let i = 0; i < ids.length; i++) ids[i] = sequenceId(seq++);
+      results.push(ids);
+    }
+    this.nextSeq = seq;
+    this.durableNext = seq;
+    this.state.notify();
+    for (let i = 0; i < group.length; i++) group[i]!.resolve(results[i]!);
+  }
+
+  private async rollover(): Promise<void> {
+    const old = this.active;
+    if (this.dirty) {
+      // The old file must be durable before the next one exists, or a power loss could leave a gap.
+      this.dirty = false;
+      await fdatasync(old.fd);
+    }
+    const file = segmentFile(this.nextSeq, this.epoch);
+    const fd = await openFd(segmentPath(this.state.dir, file), 'wx');
+    try {
+      await fsyncDir(this.state.dir);
+    } catch (e) {
+      await closeFd(fd).catch(() => undefined);
+      throw e;
+    }
+    this.active = { file, fd, bytes: 0 };
+    await closeFd(old.fd).catch(() => undefined);
+    this.state.notify();
+  }
+
+  private async syncIfDirty(): Promise<void> {
+    if (!this.dirty || this.broken) return;
+    this.dirty = false;
+    try {
+      await fdatasync(this.active.fd);
+    } catch (e) {
+      this.markBroken('background fdatasync failed', e);
+    }
+  }
+
+  private markBroken(what: string, cause: unknown): StreamingError {
+    this.broken ??= new StreamingError(
+      ErrorCode.UNRECOVERABLE,
+      `wal log of pchannel ${this.state.pchannel} is unusable (${what}); reopen it to recover`,
+      { cause, details: { pchannel: this.state.pchannel } },
+    );
+    this.opts.logger.warn('local wal writer broken', { pchannel: this.state.pchannel, what, error: String(cause) });
+    this.state.notify();
+    return this.broken;
+  }
+}
+
+export function onShutdown(pchannel: string): StreamingError {
+  return new StreamingError(ErrorCode.ON_SHUTDOWN, `wal log of pchannel ${pchannel} is closed`, { details: { pchannel } });
+}
