@@ -12,7 +12,8 @@ import type { Scanner, SubscribeOptions } from './scanner/scanner';
 import type { IdempotencyWindow } from './idempotency';
 import type { VChannelMeta } from './vchannel-meta';
 
-export type Reply<T> = { ok: true; value: T } | { ok: false; error: StreamingError };
+export type { Reply } from '../../runtime/ask';
+import type { Reply } from '../../runtime/ask';
 
 export interface WalStatus {
   pchannel: string;

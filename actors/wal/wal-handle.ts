@@ -3,24 +3,14 @@
  * transaction API, subscribe, status, close. Every call is a nact query with a deadline.
  */
 import { query, type Ref } from 'nact';
+import { ask } from '../../runtime/ask';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { Message, NewMessage, TxnBodyMessage } from '../../runtime/message/types';
 import type { AppendResult } from './interceptors/interceptor';
-import type { Reply, WalMsg, WalStatus } from './messages';
+import type { WalMsg, WalStatus } from './messages';
 import type { Scanner, SubscribeOptions } from './scanner/scanner';
 
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
-
-async function ask<T>(ref: Ref<WalMsg>, make: (replyTo: Ref<Reply<T>>) => WalMsg, timeoutMs: number, what: string): Promise<T> {
-  let reply: Reply<T>;
-  try {
-    reply = (await query(ref, make as (r: Ref<unknown>) => WalMsg, timeoutMs)) as Reply<T>;
-  } catch (e) {
-    throw new StreamingError(ErrorCode.UNKNOWN, `${what}: no answer within ${timeoutMs} ms (the outcome is unknown)`, { cause: e, details: { timeoutMs }, retriable: true });
-  }
-  if (!reply.ok) throw reply.error;
-  return reply.value;
-}
 
 export interface CallOptions {
   timeoutMs?: number;
@@ -39,11 +29,11 @@ export class WalHandle {
 
   /** Resolves once the WAL is open (first TimeTick written), or rejects with why it is not. */
   ready(o?: CallOptions): Promise<WalStatus> {
-    return ask<WalStatus>(this.ref, (replyTo) => ({ type: 'awaitOpen', replyTo }), this.t(o), `open ${this.pchannel}`);
+    return ask<WalMsg, WalStatus>(this.ref, (replyTo) => ({ type: 'awaitOpen', replyTo }), this.t(o), `open ${this.pchannel}`);
   }
 
   append(message: NewMessage | Message, o?: CallOptions): Promise<AppendResult> {
-    return ask<AppendResult>(this.ref, (replyTo) => ({ type: 'append', message, replyTo }), this.t(o), `append to ${this.pchannel}`);
+    return ask<WalMsg, AppendResult>(this.ref, (replyTo) => ({ type: 'append', message, replyTo }), this.t(o), `append to ${this.pchannel}`);
   }
 
   /** Starts a transaction on `vchannel`. keepaliveMs 0 = the WAL's default. */
@@ -54,7 +44,7 @@ export class WalHandle {
   }
 
   subscribe(options: SubscribeOptions, o?: CallOptions): Promise<Scanner> {
-    return ask<Scanner>(this.ref, (replyTo) => ({ type: 'subscribe', options, replyTo }), this.t(o), `subscribe to ${this.pchannel}`);
+    return ask<WalMsg, Scanner>(this.ref, (replyTo) => ({ type: 'subscribe', options, replyTo }), this.t(o), `subscribe to ${this.pchannel}`);
   }
 
   async status(o?: CallOptions): Promise<WalStatus> {
@@ -67,7 +57,7 @@ export class WalHandle {
 
   /** Stops intake, drains in-flight writes (bounded by the WAL's close timeout), ends subscribers, closes the log. */
   close(o?: CallOptions): Promise<void> {
-    return ask<void>(this.ref, (replyTo) => ({ type: 'close', replyTo }), this.t(o), `close ${this.pchannel}`);
+    return ask<WalMsg, void>(this.ref, (replyTo) => ({ type: 'close', replyTo }), this.t(o), `close ${this.pchannel}`);
   }
 }
 

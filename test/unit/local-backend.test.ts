@@ -1,0 +1,551 @@
+/**
+ * Local-file WAL backend specifics: torn/corrupt tail recovery, segment rollover and whole-file
+ * truncation, the term on disk, and fencing between two backend instances on one directory
+ * (they share no memory, exactly like two processes).
+ */
+import * as fs from 'node:fs';
+import nodeFs = require('node:fs');
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LocalWalBackend, pchannelDirName, type LocalWalBackendOptions, type LocalWalLogger } from '../../storage/wal/local/local-backend';
+import { computeView, segmentFile } from '../../storage/wal/local/segment-files';
+import { encodeRecordsInto, encodedBytes } from '../../storage/wal/local/record-format';
+import type { DeliverPolicy, LogEntry, WalLog } from '../../storage/wal/backend';
+import { type MessageId, sequenceId } from '../../runtime/message/message-id';
+import { ChannelFencedError, ErrorCode } from '../../runtime/errors';
+
+const DEADLINE_MS = 10_000;
+const P = 'by-dml_0';
+
+let root: string;
+const backends: LocalWalBackend[] = [];
+let warnings: { message: string; meta?: Record<string, unknown> }[];
+
+const logger: LocalWalLogger = {
+  warn: (message, meta) => warnings.push(meta ? { message, meta } : { message }),
+  info: () => undefined,
+};
+
+function newBackend(opts: Partial<LocalWalBackendOptions> = {}): LocalWalBackend {
+  const b = new LocalWalBackend({ dir: root, fsync: 'always', logger, ...opts });
+  backends.push(b);
+  return b;
+}
+
+beforeEach(async () => {
+  root = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'walstream-local-unit-'));
+  warnings = [];
+});
+
+afterEach(async () => {
+  await Promise.all(backends.splice(0).map((b) => b.close()));
+  await fs.promises.rm(root, { recursive: true, force: true });
+});
+
+/** Payload i: recognisable text plus a deterministic filler of varying length. */
+function rec(i: number, size = 40 + ((i * 37) % 300)): Uint8Array {
+  const out = Buffer.alloc(size);
+  out.write(`record-${i}|`);
+  for (let k = 12; k < size; k++) out[k] = (i * 31 + k) & 0xff;
+  return out;
+}
+
+function seqs(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, k) => from + k);
+}
+
+async function readUntil(log: WalLog, policy: DeliverPolicy, stopId: MessageId): Promise<LogEntry[]> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), DEADLINE_MS);
+  const out: LogEntry[] = [];
+  try {
+    for await (const e of log.read({ policy, signal: ac.signal })) {
+      out.push(e);
+      if (e.id >= stopId) return out;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  throw new Error(`read ended after ${out.length} entries without reaching ${stopId}`);
+}
+
+/** Asserts `entries` are exactly the records with these sequence numbers and payloads rec(payloadOf(seq)). */
+function expectRecords(entries: readonly LogEntry[], expected: readonly { seq: number; data: Uint8Array }[]): void {
+  expect(entries.map((e) => e.id)).toEqual(expected.map((x) => sequenceId(x.seq)));
+  entries.forEach((e, i) => expect(Buffer.from(e.data).equals(Buffer.from(expected[i]!.data))).toBe(true));
+}
+
+function segFiles(backend: LocalWalBackend, pchannel = P): string[] {
+  return fs
+    .readdirSync(backend.channelDir(pchannel))
+    .filter((n) => n.endsWith('.seg'))
+    .sort();
+}
+
+function fileWithRecords(backend: LocalWalBackend, pchannel = P): string {
+  const dir = backend.channelDir(pchannel);
+  const withData = segFiles(backend, pchannel).filter((n) => fs.statSync(path.join(dir, n)).size > 0);
+  expect(withData.length).toBeGreaterThan(0);
+  return path.join(dir, withData[withData.length - 1]!);
+}
+
+async function writeRecords(backend: LocalWalBackend, term: number, payloads: Uint8Array[]): Promise<MessageId[]> {
+  const log = await backend.open({ name: P, term, accessMode: 'rw' });
+  const ids: MessageId[] = [];
+  for (const p of payloads) ids.push(...(await log.append([p])));
+  await log.close();
+  return ids;
+}
+
+describe('local backend: recovery of the tail', () => {
+  const payloads = seqs(1, 10).map((i) => rec(i));
+  const expected9 = seqs(1, 9).map((s) => ({ seq: s, data: payloads[s - 1]! }));
+
+  async function reopenAndCheck(expectedKept: { seq: number; data: Uint8Array }[]): Promise<void> {
+    const b = newBackend();
+    const log = await b.open({ name: P, term: 2, accessMode: 'rw' });
+    const lastKept = expectedKept[expectedKept.length - 1]!.seq;
+    expectRecords(await readUntil(log, { type: 'all' }, sequenceId(lastKept)), expectedKept);
+    // Numbering continues right after the last good record.
+    const fresh = rec(1000);
+    expect(await log.append([fresh])).toEqual([sequenceId(lastKept + 1)]);
+    expectRecords(await readUntil(log, { type: 'all' }, sequenceId(lastKept + 1)), [...expectedKept, { seq: lastKept + 1, data: fresh }]);
+  }
+
+  it('cuts a torn last record (file cut short) and continues numbering', async () => {
+    const ids = await writeRecords(newBackend(), 1, payloads);
+    expect(ids).toEqual(seqs(1, 10).map(sequenceId));
+    const file = fileWithRecords(backends[0]!);
+    const size = fs.statSync(file).size;
+    const lastRecordBytes = 8 + payloads[9]!.length;
+    fs.truncateSync(file, size - 3);
+    await reopenAndCheck(expected9);
+    expect(fs.statSync(file).size).toBe(size - lastRecordBytes); // cut at the last good record
+    expect(warnings).toEqual([expect.objectContaining({ message: 'cutting the tail of a segment' })]);
+    expect(warnings[0]!.meta).toMatchObject({ records: 9, cutBytes: lastRecordBytes - 3, reason: 'incomplete' });
+  });
+
+  it('cuts a last record whose payload is corrupt', async () => {
+    await writeRecords(newBackend(), 1, payloads);
+    const file = fileWithRecords(backends[0]!);
+    const buf = fs.readFileSync(file);
+    buf[buf.length - 5] ^= 0xff;
+    fs.writeFileSync(file, buf);
+    await reopenAndCheck(expected9);
+    expect(warnings[0]!.meta).toMatchObject({ records: 9, reason: 'corrupt' });
+  });
+
+  it('cuts a torn header (only part of the length field written)', async () => {
+    await writeRecords(newBackend(), 1, payloads.slice(0, 9));
+    const file = fileWithRecords(backends[0]!);
+    fs.appendFileSync(file, Buffer.from([0x10, 0x00]));
+    await reopenAndCheck(expected9);
+  });
+
+  it('cuts a zero-filled tail and keeps every complete record', async () => {
+    await writeRecords(newBackend(), 1, payloads);
+    const file = fileWithRecords(backends[0]!);
+    fs.appendFileSync(file, Buffer.alloc(4096));
+    await reopenAndCheck(seqs(1, 10).map((s) => ({ seq: s, data: payloads[s - 1]! })));
+    expect(warnings[0]!.meta).toMatchObject({ records: 10, cutBytes: 4096 });
+  });
+
+  it('a reader of an ro log stops at a torn tail (waits) instead of delivering garbage', async () => {
+    await writeRecords(newBackend(), 1, payloads);
+    const file = fileWithRecords(backends[0]!);
+    fs.truncateSync(file, fs.statSync(file).size - 3);
+    const ro = await newBackend().open({ name: P, term: 0, accessMode: 'ro' });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    const reading = (async () => {
+      for await (const e of ro.read({ policy: { type: 'all' }, signal: ac.signal })) got.push(e);
+    })();
+    const deadline = Date.now() + DEADLINE_MS;
+    while (got.length < 9 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expectRecords(got, expected9);
+    // Bounded observation: the torn record never shows up.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got).toHaveLength(9);
+    ac.abort();
+    await reading;
+    expect(fs.statSync(file).size).toBeGreaterThan(0); // ro never repairs files
+  });
+});
+
+describe('local backend: segments and truncation', () => {
+  // 500-byte payloads take 508 bytes on disk: 8 records fit in 4096 bytes, the 9th rolls over.
+  const SEGMENT = 4096;
+  const payload = (i: number): Uint8Array => rec(i, 500);
+
+  it('rolls over by size, reads across files, and truncates whole files only', async () => {
+    const b = newBackend({ segmentBytes: SEGMENT });
+    const log = await b.open({ name: P, term: 1, accessMode: 'rw' });
+    for (let i = 1; i <= 100; i++) expect(await log.append([payload(i)])).toEqual([sequenceId(i)]);
+    const files = segFiles(b);
+    expect(files.map((n) => parseInt(n.slice(0, 16), 16))).toEqual(seqs(0, 12).map((k) => 1 + 8 * k));
+    for (const n of files.slice(0, -1)) expect(fs.statSync(path.join(b.channelDir(P), n)).size).toBe(8 * 508);
+
+    const all = seqs(1, 100).map((s) => ({ seq: s, data: payload(s) }));
+    expectRecords(await readUntil(log, { type: 'all' }, sequenceId(100)), all);
+    expectRecords(await readUntil(log, { type: 'startFrom', id: sequenceId(42) }, sequenceId(100)), all.slice(41));
+
+    // upTo 20: files [1..8] and [9..16] hold only records < 20; [17..24] is kept whole.
+    await log.truncate(sequenceId(20));
+    expect(segFiles(b)).toEqual(files.slice(2));
+    expect(await log.oldestId()).toBe(sequenceId(17));
+    expectRecords(await readUntil(log, { type: 'all' }, sequenceId(100)), all.slice(16));
+    // StartFrom below the retained range starts at the oldest retained record.
+    expectRecords(await readUntil(log, { type: 'startFrom', id: sequenceId(3) }, sequenceId(100)), all.slice(16));
+
+    await log.truncate(sequenceId(17)); // nothing below 17 left
+    expect(segFiles(b)).toEqual(files.slice(2));
+    await log.truncate(sequenceId(1000)); // beyond the end: the last file always stays
+    expect(segFiles(b)).toEqual(files.slice(-1));
+    expect(await log.oldestId()).toBe(sequenceId(97));
+    await log.close();
+
+    const reopened = await newBackend({ segmentBytes: SEGMENT }).open({ name: P, term: 2, accessMode: 'rw' });
+    expect(await reopened.oldestId()).toBe(sequenceId(97));
+    expectRecords(await readUntil(reopened, { type: 'all' }, sequenceId(100)), all.slice(96));
+    expect(await reopened.append([payload(101)])).toEqual([sequenceId(101)]);
+  });
+
+  it('keeps a batch in one file (rolls before it) and a reader tails across a rollover', async () => {
+    const b = newBackend({ segmentBytes: SEGMENT });
+    const log = await b.open({ name: P, term: 1, accessMode: 'rw' });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    const tail = (async () => {
+      for await (const e of log.read({ policy: { type: 'latest' }, signal: ac.signal })) got.push(e);
+    })();
+    const batches = [seqs(1, 5), seqs(6, 10), seqs(11, 13), seqs(14, 20)];
+    for (const batch of batches) {
+      const ids = await log.append(batch.map(payload));
+      expect(ids).toEqual(batch.map(sequenceId));
+    }
+    // 5 + 5 > 8 records: each batch of 5 starts a new file; 3 fit after the second batch.
+    expect(segFiles(b).map((n) => parseInt(n.slice(0, 16), 16))).toEqual([1, 6, 14]);
+    const deadline = Date.now() + DEADLINE_MS;
+    while (got.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expectRecords(got, seqs(1, 20).map((s) => ({ seq: s, data: payload(s) })));
+    ac.abort();
+    await tail;
+  });
+});
+
+describe('local backend: the term on disk', () => {
+  it('persists the term across backend instances and refuses lower-term rw opens', async () => {
+    const a = newBackend();
+    const la = await a.open({ name: P, term: 5, accessMode: 'rw' });
+    await la.append([rec(1), rec(2)]);
+    await a.close();
+
+    const b = newBackend();
+    const err = await b.open({ name: P, term: 4, accessMode: 'rw' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ChannelFencedError);
+    expect(err).toMatchObject({ code: ErrorCode.CHANNEL_FENCED, details: { pchannel: P, term: 4, currentTerm: 5 } });
+    const lb = await b.open({ name: P, term: 5, accessMode: 'rw' }); // same term: allowed
+    expect(await lb.append([rec(3)])).toEqual([sequenceId(3)]);
+    const lb7 = await b.open({ name: P, term: 7, accessMode: 'rw' });
+    await expect(lb.append([rec(99)])).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED, details: { currentTerm: 7 } });
+    expect(await lb7.append([rec(4)])).toEqual([sequenceId(4)]);
+    await b.close();
+
+    const c = newBackend();
+    await expect(c.open({ name: P, term: 6, accessMode: 'rw' })).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+    const ro = await c.open({ name: P, term: 1, accessMode: 'ro' }); // ro never checks or changes the term
+    expectRecords(await readUntil(ro, { type: 'all' }, sequenceId(4)), [1, 2, 3, 4].map((s) => ({ seq: s, data: rec(s) })));
+
+    // One immutable term record per rw open, highest epoch = current term.
+    const termsDir = path.join(c.channelDir(P), 'terms');
+    const records = fs
+      .readdirSync(termsDir)
+      .sort()
+      .map((n) => JSON.parse(fs.readFileSync(path.join(termsDir, n), 'utf8')) as { term: number; epoch: number });
+    expect(records.map((r) => [r.epoch, r.term])).toEqual([
+      [1, 5],
+      [2, 5],
+      [3, 7],
+    ]);
+  });
+
+  it('a re-open at the same term supersedes the earlier handle', async () => {
+    const b = newBackend();
+    const first = await b.open({ name: P, term: 3, accessMode: 'rw' });
+    await first.append([rec(1)]);
+    const second = await b.open({ name: P, term: 3, accessMode: 'rw' });
+    await expect(first.append([rec(2)])).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+    expect(await second.append([rec(3)])).toEqual([sequenceId(2)]);
+  });
+
+  it('encodes pchannel names into safe, distinct directory names', () => {
+    expect(pchannelDirName('by-dml_0')).toBe('by-dml_0');
+    expect(pchannelDirName('../x')).toBe('%2E%2E%2Fx');
+    expect(pchannelDirName('a.b')).not.toBe(pchannelDirName('a%2Eb'));
+    expect(pchannelDirName('ü')).toBe('%C3%BC');
+  });
+});
+
+/**
+ * Holds the next call of nodeFs[fn] (the backend's fd I/O goes through it) until release(): a
+ * writer paused between its fence check and its I/O, deterministically. Later calls pass through.
+ */
+function holdNext(fn: 'write' | 'fdatasync'): { captured: Promise<void>; release(): void } {
+  const original = nodeFs[fn] as unknown as (...args: unknown[]) => void;
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let onCaptured!: () => void;
+  const captured = new Promise<void>((r) => (onCaptured = r));
+  let held = false;
+  const spy = jest.spyOn(nodeFs, fn).mockImplementation(((...args: unknown[]) => {
+    if (held) return original.apply(nodeFs, args);
+    held = true;
+    onCaptured();
+    void released.then(() => original.apply(nodeFs, args));
+  }) as never);
+  return {
+    captured,
+    release: () => {
+      spy.mockRestore();
+      release();
+    },
+  };
+}
+
+function rawRecords(payloads: Uint8Array[]): Buffer {
+  const buf = Buffer.alloc(encodedBytes(payloads));
+  encodeRecordsInto(buf, 0, payloads);
+  return buf;
+}
+
+async function waitFor(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('local backend: fencing between two instances (two processes)', () => {
+  it('a write held until after a newer open is refused and never becomes readable (fence after write)', async () => {
+    const a = newBackend();
+    const la = await a.open({ name: P, term: 1, accessMode: 'rw' });
+    await la.append([rec(1), rec(2)]);
+    const gate = holdNext('write');
+    const pending = la.append([rec(3)]).then(
+      (ids) => ({ ids }),
+      (e: unknown) => ({ e }),
+    );
+    await gate.captured; // A passed its fence check and is about to write
+    const lb = await newBackend().open({ name: P, term: 2, accessMode: 'rw' });
+    gate.release(); // A's bytes land after B's cut
+    expect(await pending).toMatchObject({ e: { code: ErrorCode.CHANNEL_FENCED } });
+    expect(await lb.append([rec(4)])).toEqual([sequenceId(3)]);
+    const expected = [
+      { seq: 1, data: rec(1) },
+      { seq: 2, data: rec(2) },
+      { seq: 3, data: rec(4) },
+    ];
+    expectRecords(await readUntil(lb, { type: 'all' }, sequenceId(3)), expected);
+    const ro = await newBackend().open({ name: P, term: 0, accessMode: 'ro' });
+    expectRecords(await readUntil(ro, { type: 'all' }, sequenceId(3)), expected);
+  });
+
+  it('an append racing a newer open may be refused yet counted, and then it sits before the new term', async () => {
+    const a = newBackend();
+    const la = await a.open({ name: P, term: 1, accessMode: 'rw' });
+    await la.append([rec(1)]);
+    const gate = holdNext('fdatasync');
+    const pending = la.append([rec(2)]).then(
+      (ids) => ({ ids }),
+      (e: unknown) => ({ e }),
+    );
+    await gate.captured; // written, not yet synced or acknowledged
+    const lb = await newBackend().open({ name: P, term: 2, accessMode: 'rw' });
+    gate.release();
+    expect(await pending).toMatchObject({ e: { code: ErrorCode.CHANNEL_FENCED } });
+    expect(await lb.append([rec(3)])).toEqual([sequenceId(3)]);
+    expectRecords(
+      await readUntil(lb, { type: 'all' }, sequenceId(3)),
+      [1, 2, 3].map((s) => ({ seq: s, data: rec(s) })),
+    );
+  });
+
+  it('a reader in another process holds back records read after a newer fence point until the cut decides', async () => {
+    const a = newBackend();
+    const la = await a.open({ name: P, term: 1, accessMode: 'rw' });
+    await la.append([rec(1), rec(2)]);
+    const aFile = fileWithRecords(a);
+    const ro = await newBackend().open({ name: P, term: 0, accessMode: 'ro' });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    const reading = (async () => {
+      for await (const e of ro.read({ policy: { type: 'all' }, signal: ac.signal })) got.push(e);
+    })();
+    await waitFor(() => got.length === 2, 'the first two records');
+
+    // A newer open reached its fence point (its term record) and has not cut the log yet ...
+    const termsDir = path.join(a.channelDir(P), 'terms');
+    fs.writeFileSync(path.join(termsDir, (2).toString(16).padStart(16, '0')), JSON.stringify({ term: 2, epoch: 2 }) + '\n');
+    // ... while a term-1 write lands.
+    fs.appendFileSync(aFile, rawRecords([rec(3)]));
+    await new Promise((r) => setTimeout(r, 150)); // bounded observation, many poll periods
+    expect(got).toHaveLength(2);
+
+    // That open died; the next one (term 3) scans the file, counts the complete record and cuts after it.
+    const lc = await newBackend().open({ name: P, term: 3, accessMode: 'rw' });
+    expect(await lc.append([rec(4)])).toEqual([sequenceId(4)]);
+    const expected = [1, 2, 3, 4].map((s) => ({ seq: s, data: rec(s) }));
+    await waitFor(() => got.length === 4, 'the reader to follow the cut');
+    expectRecords(got, expected);
+    expectRecords(await readUntil(lc, { type: 'all' }, sequenceId(4)), expected);
+    ac.abort();
+    await reading;
+  });
+
+  it('refuses the term-1 writer once term 2 opened through another instance', async () => {
+    const a = newBackend();
+    const b = newBackend();
+    const la = await a.open({ name: P, term: 1, accessMode: 'rw' });
+    expect(await la.append(seqs(1, 5).map((i) => rec(i)))).toEqual(seqs(1, 5).map(sequenceId));
+
+    // A reader tailing A's own (in-process) writer.
+    const ac = new AbortController();
+    const tailA: LogEntry[] = [];
+    const tailing = (async () => {
+      for await (const e of la.read({ policy: { type: 'latest' }, signal: ac.signal })) tailA.push(e);
+    })();
+
+    const lb = await b.open({ name: P, term: 2, accessMode: 'rw' });
+    const aFile = fileWithRecords(a);
+    const aBytes = fs.statSync(aFile).size;
+    await expect(la.append([rec(100)])).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED, details: { term: 1, currentTerm: 2 } });
+    await expect(la.append([rec(101), rec(102)])).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+    await expect(la.truncate(sequenceId(2))).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+    expect(fs.statSync(aFile).size).toBe(aBytes); // a writer that knows it is fenced writes no byte
+
+    expect(await lb.append([rec(6), rec(7)])).toEqual([sequenceId(6), sequenceId(7)]);
+    const expected = seqs(1, 7).map((s) => ({ seq: s, data: rec(s) }));
+    expectRecords(await readUntil(lb, { type: 'all' }, sequenceId(7)), expected);
+
+    // Cross-instance readers: an ro log on A, and A's fenced rw log, both see B's records.
+    const roA = await a.open({ name: P, term: 1, accessMode: 'ro' });
+    expectRecords(await readUntil(roA, { type: 'all' }, sequenceId(7)), expected);
+    expectRecords(await readUntil(la, { type: 'all' }, sequenceId(7)), expected);
+    // The reader that was tailing A's writer notices the takeover and follows B.
+    const deadline = Date.now() + DEADLINE_MS;
+    while (tailA.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expectRecords(tailA, expected.slice(5));
+    ac.abort();
+    await tailing;
+  });
+
+  it('never delivers records a fenced writer lands after the cut, nor a stray segment it creates', async () => {
+    const a = newBackend();
+    const la = await a.open({ name: P, term: 1, accessMode: 'rw' });
+    await la.append(seqs(1, 3).map((i) => rec(i)));
+    const aFile = fileWithRecords(a);
+    const lb = await newBackend().open({ name: P, term: 2, accessMode: 'rw' });
+
+    // What a paused term-1 writer could still do: its write lands after B's cut, and it rolls
+    // over into a new file of its own epoch beyond the cut.
+    const late = [rec(500), rec(501)];
+    const buf = Buffer.alloc(encodedBytes(late));
+    encodeRecordsInto(buf, 0, late);
+    fs.appendFileSync(aFile, buf);
+    const stray = segmentFile(6, 1);
+    fs.writeFileSync(path.join(a.channelDir(P), stray.name), buf);
+
+    expect(await lb.append([rec(4), rec(5), rec(6)])).toEqual(seqs(4, 6).map(sequenceId));
+    const expected = seqs(1, 6).map((s) => ({ seq: s, data: rec(s) }));
+    expectRecords(await readUntil(lb, { type: 'all' }, sequenceId(6)), expected);
+    const ro = await newBackend().open({ name: P, term: 0, accessMode: 'ro' });
+    expectRecords(await readUntil(ro, { type: 'all' }, sequenceId(6)), expected);
+
+    // The next rw open removes the stray and still sees exactly the same log.
+    await lb.close();
+    const c = newBackend();
+    const lc = await c.open({ name: P, term: 3, accessMode: 'rw' });
+    expect(fs.existsSync(path.join(c.channelDir(P), stray.name))).toBe(false);
+    expectRecords(await readUntil(lc, { type: 'all' }, sequenceId(6)), expected);
+    expect(await lc.append([rec(7)])).toEqual([sequenceId(7)]);
+  });
+
+  it('racing appends and a newer open: every acknowledged record survives, nothing lands after the new term', async () => {
+    for (let round = 0; round < 5; round++) {
+      const name = `race-${round}`;
+      const a = newBackend();
+      const b = newBackend();
+      const la = await a.open({ name, term: 1, accessMode: 'rw' });
+      const acked = new Map<string, Uint8Array>();
+      const refused: Uint8Array[] = [];
+      let stop = false;
+      const writers = [0, 1, 2].map(async (w) => {
+        for (let i = 0; !stop; i++) {
+          const batch = [Buffer.from(`A|w${w}|${i}|x`), Buffer.from(`A|w${w}|${i}|y`)];
+          try {
+            const ids = await la.append(batch);
+            ids.forEach((id, k) => acked.set(id, batch[k]!));
+          } catch (e) {
+            expect(e).toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+            refused.push(...batch);
+            return;
+          }
+        }
+      });
+      // Let term 1 write for a moment (a bounded number of acks), then open term 2 in the other instance.
+      const deadline = Date.now() + DEADLINE_MS;
+      while (acked.size < 20 * (round + 1) && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      const lb = await b.open({ name, term: 2, accessMode: 'rw' });
+      await Promise.all(writers);
+      stop = true;
+      const marker = Buffer.from('B|marker');
+      const [markerId] = await lb.append([marker]);
+      const log = await readUntil(lb, { type: 'all' }, markerId!);
+      expect(log[log.length - 1]!.id).toBe(markerId);
+      const ids = log.map((e) => e.id);
+      expect(ids).toEqual(seqs(1, log.length).map(sequenceId)); // dense, in order
+      // Every acknowledged record is there with its bytes.
+      const byId = new Map(log.map((e) => [e.id, Buffer.from(e.data)]));
+      for (const [id, data] of acked) expect(byId.get(id)?.equals(Buffer.from(data))).toBe(true);
+      // Anything else before the marker is a complete record a refused append tried to write
+      // (an append racing the open may be counted by it); nothing of term 1 comes after the marker.
+      const refusedSet = new Set(refused.map((r) => Buffer.from(r).toString()));
+      for (const e of log.slice(0, -1)) {
+        if (!acked.has(e.id)) expect(refusedSet.has(Buffer.from(e.data).toString())).toBe(true);
+      }
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe('local backend: liveness rule of segment files', () => {
+  const names = (files: { firstSeq: number; epoch: number }[]): string[] => files.map((f) => segmentFile(f.firstSeq, f.epoch).name);
+  const live = (ns: string[]): [number, number][] => computeView(ns).live.map((f) => [f.firstSeq, f.epoch]);
+
+  it('a higher epoch at or below a file kills it; the low-water mark kills files below it', () => {
+    // e1 wrote 1.., e2 cut at 11, a stale e1 created 13 (stray), e3 cut at 20.
+    const ns = names([
+      { firstSeq: 1, epoch: 1 },
+      { firstSeq: 11, epoch: 2 },
+      { firstSeq: 13, epoch: 1 },
+      { firstSeq: 20, epoch: 3 },
+    ]);
+    expect(live(ns)).toEqual([
+      [1, 1],
+      [11, 2],
+      [20, 3],
+    ]);
+    // An empty file superseded at the same firstSeq by a newer open.
+    expect(live(names([{ firstSeq: 5, epoch: 1 }, { firstSeq: 5, epoch: 2 }]))).toEqual([[5, 2]]);
+    // After truncation removed [1] and [11] (and their evidence), the mark keeps the stray dead.
+    const truncated = [...names([{ firstSeq: 13, epoch: 1 }, { firstSeq: 20, epoch: 3 }]), 'low-' + (20).toString(16).padStart(16, '0')];
+    expect(live(truncated)).toEqual([[20, 3]]);
+    expect(computeView(truncated).dead.map((f) => f.name)).toEqual(names([{ firstSeq: 13, epoch: 1 }]));
+    // Unrelated names are ignored.
+    expect(live(['terms', 'README', '.tmp-1'])).toEqual([]);
+  });
+});
