@@ -339,11 +339,17 @@ function readFlags(flags: Map<string, string | boolean>, issues: ConfigIssue[]):
       layer.set(field.path, { raw: value, source: `flag --${name}`, fromString: true });
       continue;
     }
+    const section = CONFIG_SECTIONS.get(name);
+    const firstKey = section === undefined ? undefined : Object.keys(section.fields)[0];
     const near = closest(name, FIELD_BY_PATH.keys());
-    const what = CONFIG_SECTIONS.has(name) ? `a setting, not a section (e.g. --${Object.keys(CONFIG_SECTIONS.get(name)?.fields ?? {}).map((k) => `${name}.${k}`)[0] ?? name})` : undefined;
     issues.push({
       path: name,
-      expected: what ?? (near !== undefined ? `a known setting (did you mean --${near}?)` : 'a known setting (--<dotted path>, see describeConfig())'),
+      expected:
+        firstKey !== undefined
+          ? `a setting, not a section (e.g. --${name}.${firstKey})`
+          : near !== undefined
+            ? `a known setting (did you mean --${near}?)`
+            : 'a known setting (--<dotted path>, see describeConfig())',
       got: formatGot(value),
       source: `flag --${name}`,
     });

@@ -112,7 +112,7 @@ describe('local backend survives kill -9 of its writer', () => {
     const allAcks: Ack[] = [];
     const sentinels = new Map<MessageId, string>();
     for (let round = 1; round <= ROUNDS; round++) {
-      const killAfter = 5 + rnd.int(60);
+      const killAfter = 3 + rnd.int(40);
       const delayMs = rnd.int(20);
       const run = await runChild(dir, round, 2 * round - 1, SEED + round, killAfter, delayMs);
       expect(run.signal).toBe('SIGKILL');
@@ -144,8 +144,8 @@ describe('local backend survives kill -9 of its writer', () => {
           }
           const who = parseCrashPayload(e.data);
           if (!who) throw new Error(`record ${e.id} is neither a sentinel nor a payload of the writer`);
-          expect(Buffer.from(e.data).equals(crashPayload(who.term, who.k))).toBe(true);
-          expect(who.term).toBeGreaterThanOrEqual(lastTerm);
+          if (!Buffer.from(e.data).equals(crashPayload(who.term, who.k))) throw new Error(`record ${e.id} (term ${who.term} k ${who.k}): wrong bytes`);
+          if (who.term < lastTerm) throw new Error(`record ${e.id}: term ${who.term} after term ${lastTerm}`);
           lastTerm = who.term;
           const want = nextK.get(who.term) ?? 0;
           if (who.k !== want) throw new Error(`record ${e.id}: term ${who.term} k ${who.k}, expected k ${want} (hole or duplicate)`);
@@ -155,10 +155,11 @@ describe('local backend survives kill -9 of its writer', () => {
         // Every acknowledged append of every round so far is there, with its bytes.
         for (const ack of allAcks) {
           const batch = entries.slice(ack.firstSeq - 1, ack.firstSeq - 1 + ack.count);
-          expect(batch).toHaveLength(ack.count);
-          expect(batch[0]!.id).toBe(sequenceId(ack.firstSeq));
-          expect(batchDigest(batch.map((e) => e.data))).toBe(ack.digest);
+          const where = `ack of round ${ack.round} at ${sequenceId(ack.firstSeq)} (${ack.count} records)`;
+          if (batch.length !== ack.count || batch[0]!.id !== sequenceId(ack.firstSeq)) throw new Error(`${where}: missing`);
+          if (batchDigest(batch.map((e) => e.data)) !== ack.digest) throw new Error(`${where}: different bytes`);
         }
+        expect(allAcks.length).toBeGreaterThan(0);
         const acked = run.acks.reduce((n, a) => n + a.count, 0);
         const written = nextK.get(2 * round - 1) ?? 0;
         expect(written).toBeGreaterThanOrEqual(acked); // extra records beyond the acks are allowed, checked above
@@ -167,6 +168,6 @@ describe('local backend survives kill -9 of its writer', () => {
         await backend.close();
       }
     }
-    expect(allAcks.length).toBeGreaterThan(ROUNDS * 5);
+    expect(allAcks.length).toBeGreaterThanOrEqual(ROUNDS * 3);
   });
 });

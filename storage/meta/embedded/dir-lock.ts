@@ -1,6 +1,7 @@
 /**
- * Exclusive use of a data directory by one process: `<dir>/LOCK`, created with O_EXCL, holding
- * `{pid, nonce, acquiredAt}` (published complete with link(2)). An existing lock is taken over only when its holder is gone:
+ * Exclusive use of a data directory by one process: `<dir>/LOCK`, holding `{pid, nonce, acquiredAt}`,
+ * written under a private name and published complete with link(2), which fails if LOCK exists.
+ * An existing lock is taken over only when its holder is gone:
  * - its pid is not a live process (kill(pid, 0) → ESRCH), or
  * - its pid is our own pid but this process holds no lock on the directory (a restart that got the
  *   same pid, as PID 1 in a container does);

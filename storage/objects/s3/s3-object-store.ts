@@ -226,9 +226,9 @@ export class S3ObjectStore implements ObjectStore {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const drained = await this.gate.shut(this.clock, this.closeDeadlineMs);
-      if (!drained) log.warn('closed with calls still in flight', { bucket: this.bucket, deadlineMs: this.closeDeadlineMs });
-      this.abort.abort(); // calls waiting for a retry give up now
+      const drain = this.gate.shut(this.clock, this.closeDeadlineMs); // stops intake at once
+      this.abort.abort(); // calls waiting for a retry give up now; requests on the wire may finish
+      if (!(await drain)) log.warn('closed with calls still in flight', { bucket: this.bucket, deadlineMs: this.closeDeadlineMs });
       this.agent.destroy();
     })();
     return this.closing;

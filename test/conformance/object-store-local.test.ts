@@ -1,0 +1,86 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describeObjectStoreConformance } from './object-store.suite';
+import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
+import { ErrorCode } from '../../runtime/errors';
+import { seededRandom } from '../../runtime/clock';
+
+async function tempDir(): Promise<string> {
+  return fs.promises.mkdtemp(path.join(os.tmpdir(), 'walstream-objects-'));
+}
+
+describeObjectStoreConformance(
+  'local',
+  async () => {
+    const dir = await tempDir();
+    return { store: await LocalObjectStore.open({ dir, random: seededRandom(7) }), cleanup: () => fs.promises.rm(dir, { recursive: true, force: true }) };
+  },
+  { hasEtag: false, atomicIfAbsent: true, manyKeys: 1100 },
+);
+
+// The same suite without fsync (a faster mode for tests and throwaway data): same semantics.
+describeObjectStoreConformance(
+  'local-no-fsync',
+  async () => {
+    const dir = await tempDir();
+    return { store: await LocalObjectStore.open({ dir, fsync: false }), cleanup: () => fs.promises.rm(dir, { recursive: true, force: true }) };
+  },
+  { hasEtag: false, atomicIfAbsent: true, manyKeys: 1100 },
+);
+
+describe('LocalObjectStore specifics', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await tempDir();
+  });
+  afterEach(async () => {
+    await fs.promises.rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps a key as a plain file under the directory and prunes empty directories on delete', async () => {
+    const store = await LocalObjectStore.open({ dir });
+    await store.put('c/p/s/manifest.json', new TextEncoder().encode('{}'));
+    expect(await fs.promises.readFile(path.join(dir, 'c', 'p', 's', 'manifest.json'), 'utf8')).toBe('{}');
+    await store.delete('c/p/s/manifest.json');
+    expect(fs.existsSync(path.join(dir, 'c'))).toBe(false);
+    expect(await fs.promises.readdir(path.join(dir, '.walstream', 'tmp'))).toEqual([]); // no temp file left behind
+    await store.close();
+  });
+
+  it('refuses a key that is the directory of other keys, or lies under an object', async () => {
+    const store = await LocalObjectStore.open({ dir });
+    await store.put('a/b/c', new Uint8Array([1]));
+    await expect(store.put('a/b', new Uint8Array([2]))).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    await expect(store.put('a/b', new Uint8Array([2]), { ifAbsent: true })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    await expect(store.put('a/b/c/d', new Uint8Array([3]))).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    expect([...(await store.get('a/b/c'))]).toEqual([1]);
+    await store.close();
+  });
+
+  it('removes stale temporary files of a crashed writer on open, and keeps fresh ones', async () => {
+    const tmp = path.join(dir, '.walstream', 'tmp');
+    await fs.promises.mkdir(tmp, { recursive: true });
+    await fs.promises.writeFile(path.join(tmp, 'stale'), 'x');
+    await fs.promises.writeFile(path.join(tmp, 'fresh'), 'x');
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    await fs.promises.utimes(path.join(tmp, 'stale'), old, old);
+    const store = await LocalObjectStore.open({ dir });
+    expect(await fs.promises.readdir(tmp)).toEqual(['fresh']);
+    await store.close();
+  });
+
+  it('survives puts racing with deletes that prune the same directories', async () => {
+    const store = await LocalObjectStore.open({ dir, fsync: false });
+    const rounds = 200;
+    for (let i = 0; i < rounds; i++) {
+      // the delete of the only key in x/y/ prunes x/y and x while the put re-creates them
+      await store.put('x/y/old', new Uint8Array([i & 0xff]));
+      await Promise.all([store.delete('x/y/old'), store.put(`x/y/new-${i}`, new Uint8Array([i & 0xff]))]);
+      expect([...(await store.get(`x/y/new-${i}`))]).toEqual([i & 0xff]);
+      await store.delete(`x/y/new-${i}`);
+    }
+    expect(fs.existsSync(path.join(dir, 'x'))).toBe(false);
+    await store.close();
+  });
+});
