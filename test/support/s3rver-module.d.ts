@@ -3,38 +3,60 @@ declare module 's3rver' {
   import type { Server } from 'node:http';
   import type { AddressInfo } from 'node:net';
 
-  interface S3rverOptions {
-    address?: string;
-    port?: number;
-    silent?: boolean;
-    directory?: string;
-    resetOnClose?: boolean;
-    vhostBuckets?: boolean;
-    allowMismatchedSignatures?: boolean;
-    configureBuckets?: { name: string; configs?: (string | Buffer)[] }[];
-  }
-
-  /** The Koa context, as far as the fixture's middleware needs it. */
-  interface S3rverContext {
-    method: string;
-    path: string;
-    query: Record<string, string | string[] | undefined>;
-    headers: Record<string, string | string[] | undefined>;
-    req: { socket: { destroy(): void } };
-    res: { on(event: 'finish', fn: () => void): void };
-    store: { existsObject(bucket: string, key: string): Promise<boolean> };
-  }
-  type Middleware = (ctx: S3rverContext, next: () => Promise<void>) => Promise<void>;
-
   class S3rver {
-    constructor(options?: S3rverOptions);
+    constructor(options?: S3rver.Options);
     /** Koa's middleware list; composed when the server starts listening. */
-    middleware: Middleware[];
+    middleware: S3rver.Middleware[];
     httpServer?: Server;
     run(): Promise<AddressInfo>;
     close(): Promise<void>;
   }
+
+  namespace S3rver {
+    interface Options {
+      address?: string;
+      port?: number;
+      silent?: boolean;
+      directory?: string;
+      resetOnClose?: boolean;
+      vhostBuckets?: boolean;
+      allowMismatchedSignatures?: boolean;
+      configureBuckets?: { name: string; configs?: (string | Buffer)[] }[];
+    }
+
+    interface StoredObject {
+      key: string;
+      size: number;
+      lastModifiedDate: Date;
+      metadata: Record<string, string>;
+    }
+
+    /** The Koa context, as far as the fixture's middleware needs it. */
+    interface Context {
+      method: string;
+      path: string;
+      query: Record<string, string | string[] | undefined>;
+      headers: Record<string, string | string[] | undefined>;
+      params: Record<string, string>;
+      body: unknown;
+      req: { socket: { destroy(): void } };
+      store: {
+        existsObject(bucket: string, key: string): Promise<boolean>;
+        getBucket(bucket: string): Promise<unknown>;
+        listObjects(bucket: string, options: { prefix?: string; startAfter?: string; maxKeys?: number }): Promise<{ objects: StoredObject[] }>;
+      };
+    }
+
+    type Middleware = (ctx: Context, next: () => Promise<void>) => Promise<void>;
+  }
+
   export = S3rver;
+}
+
+declare module 's3rver/lib/middleware/authentication' {
+  import type S3rver from 's3rver';
+  function authentication(): S3rver.Middleware;
+  export = authentication;
 }
 
 declare module 's3rver/lib/models/error' {
