@@ -31,11 +31,15 @@ export interface VersionedValue {
   readonly lease?: string;
 }
 
-/** One change, delivered to watchers in commit order per key. */
-export type WatchEvent =
+/** One change of one key. */
+export type KeyChangeEvent =
   | { readonly type: 'put'; readonly key: string; readonly value: string; readonly version: number }
   /** `version` is the version of the deletion (greater than the deleted value's). */
-  | { readonly type: 'delete'; readonly key: string; readonly version: number }
+  | { readonly type: 'delete'; readonly key: string; readonly version: number };
+
+/** What a watcher receives: changes in commit order per key, or a request to re-read. */
+export type WatchEvent =
+  | KeyChangeEvent
   /**
    * Changes may have been missed (e.g. the Redis subscriber reconnected): re-read with `list` and
    * continue. Never sent by the embedded store.

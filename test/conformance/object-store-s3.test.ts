@@ -92,8 +92,9 @@ describe('S3ObjectStore specifics', () => {
   });
 
   it('fails at open on bad credentials, without retrying', async () => {
+    // (s3rver checks the access key only; it does not verify V4 signatures, so a wrong secret would pass)
     const before = server.requests.length;
-    await expect(S3ObjectStore.open(options(server, { secretKey: 'wrong' }))).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE, retriable: false });
+    await expect(S3ObjectStore.open(options(server, { accessKey: 'UNKNOWN' }))).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE, retriable: false });
     expect(server.requests.length - before).toBe(1);
   });
 

@@ -154,6 +154,7 @@ export function describeObjectStoreConformance(name: string, factory: () => Prom
         'c1/with space/é/😀',
         'c1/with space/é/ÿ',
         'c1/with space/é/\uffff',
+        'c1/with space/a+b%20c&d<e>\'"',
         'c2/p1/s1/manifest.json',
         'top',
       ];

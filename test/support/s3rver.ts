@@ -3,7 +3,13 @@
  * server on a free loopback port with its own temporary directory; `stop()` ends every connection,
  * closes the server and removes the directory.
  *
- * Two additions that s3rver lacks, done as Koa middleware in front of its router:
+ * Additions and fixes that s3rver lacks, done as Koa middleware in front of its router:
+ * - ListObjectsV2 (GET /{bucket}?list-type=2) is served here, as S3 does it: keys in UTF-8 byte
+ *   order (s3rver walks directories, so `a/b/c` came before `a/b.x`), pagination by continuation
+ *   token (s3rver builds its tokens with DES, which OpenSSL 3 — Node ≥ 17 — refuses, so any
+ *   truncated listing failed with 500), and `encoding-type=url` honoured (the minio client
+ *   URL-decodes every listed key, so raw keys with `%` or `+` came back wrong). The request still
+ *   passes s3rver's own authentication first. Delimiters are not supported (501).
  * - `conditionalWrites: true` makes a PUT with `If-None-Match: *` fail with 412 PreconditionFailed
  *   when the key exists, checked and applied under a per-key lock, as AWS S3 and MinIO do.
  *   Without it, the server ignores the header (like older S3-compatible servers).
@@ -17,6 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import S3rver from 's3rver';
 import S3Error from 's3rver/lib/models/error';
+import authentication from 's3rver/lib/middleware/authentication';
 
 export type S3Fault =
   | { kind: 'error'; code: 'SlowDown' | 'InternalError' | 'ServiceUnavailable' | 'AccessDenied' }
@@ -51,8 +58,59 @@ export interface S3rverFixture {
   stop(): Promise<void>;
 }
 
-type Ctx = Parameters<S3rver['middleware'][number]>[0];
+type Ctx = S3rver.Context;
 type Next = () => Promise<void>;
+
+const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+const utf8Order = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+
+/** ListObjectsV2 with S3's ordering, continuation tokens and URL encoding (see the file comment). */
+function listObjectsV2(): S3rver.Middleware {
+  const authenticate = authentication();
+  return async (ctx, next) => {
+    const m = /^\/([^/]+)\/?$/.exec(ctx.path);
+    if (ctx.method !== 'GET' || !m || one(ctx.query['list-type']) !== '2') return next();
+    const bucket = decodeURIComponent(m[1]!);
+    ctx.params = { bucket };
+    await authenticate(ctx, async () => {
+      if (!(await ctx.store.getBucket(bucket))) throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', { BucketName: bucket });
+      if (one(ctx.query['delimiter'])) throw new S3Error('NotImplemented', 'the test fixture lists without a delimiter only');
+      const prefix = one(ctx.query['prefix']) ?? '';
+      const maxKeys = Math.min(1000, Number(one(ctx.query['max-keys']) ?? 1000));
+      const token = one(ctx.query['continuation-token']);
+      const startAfter = token !== undefined ? Buffer.from(token, 'base64url').toString('utf8') : (one(ctx.query['start-after']) ?? '');
+      const urlEncoded = one(ctx.query['encoding-type']) === 'url';
+      // RFC 3986 encoding (as S3 does): also !'()*, which s3rver's XML writer would otherwise turn into numeric entities.
+      const enc = (k: string): string =>
+        urlEncoded ? encodeURIComponent(k).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : k;
+      const { objects } = await ctx.store.listObjects(bucket, { prefix });
+      const after = objects.filter((o) => o.key.startsWith(prefix) && utf8Order(o.key, startAfter) > 0).sort((a, b) => utf8Order(a.key, b.key));
+      const page = after.slice(0, maxKeys);
+      const truncated = after.length > page.length;
+      const last = page[page.length - 1];
+      ctx.body = {
+        ListBucketResult: {
+          '@': { xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/' },
+          Name: bucket,
+          Prefix: enc(prefix),
+          ...(token !== undefined ? { ContinuationToken: token } : startAfter !== '' ? { StartAfter: enc(startAfter) } : {}),
+          ...(truncated && last ? { NextContinuationToken: Buffer.from(last.key, 'utf8').toString('base64url') } : {}),
+          KeyCount: page.length,
+          MaxKeys: maxKeys,
+          ...(urlEncoded ? { EncodingType: 'url' } : {}),
+          IsTruncated: truncated,
+          Contents: page.map((o) => ({
+            Key: enc(o.key),
+            LastModified: o.lastModifiedDate.toISOString(),
+            ETag: o.metadata['etag'],
+            Size: o.size,
+            StorageClass: 'STANDARD',
+          })),
+        },
+      };
+    });
+  };
+}
 
 export async function startS3rver(opts: S3rverOptions = {}): Promise<S3rverFixture> {
   const directory = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'walstream-s3rver-'));
@@ -102,9 +160,11 @@ export async function startS3rver(opts: S3rverOptions = {}): Promise<S3rverFixtu
     }
   };
 
-  // Koa composes `middleware` when the server starts: first ours, s3rver's own, the conditional check, its router.
+  // Koa composes `middleware` when the server starts: recording and faults first, then s3rver's own
+  // (logging, XML rendering, vhost), then ours (listing, conditional check), then its router.
   server.middleware.unshift(recordAndInject);
-  if (opts.conditionalWrites === true) server.middleware.splice(server.middleware.length - 1, 0, ifNoneMatch);
+  const ours: S3rver.Middleware[] = [listObjectsV2(), ...(opts.conditionalWrites === true ? [ifNoneMatch] : [])];
+  server.middleware.splice(server.middleware.length - 1, 0, ...ours);
 
   const address = await server.run();
   let stopped: Promise<void> | undefined;

@@ -129,7 +129,7 @@ describe('local backend: recovery of the tail', () => {
     await writeRecords(newBackend(), 1, payloads);
     const file = fileWithRecords(backends[0]!);
     const buf = fs.readFileSync(file);
-    buf[buf.length - 5] ^= 0xff;
+    buf.writeUInt8(buf.readUInt8(buf.length - 5) ^ 0xff, buf.length - 5);
     fs.writeFileSync(file, buf);
     await reopenAndCheck(expected9);
     expect(warnings[0]!.meta).toMatchObject({ records: 9, reason: 'corrupt' });

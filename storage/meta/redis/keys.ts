@@ -139,6 +139,12 @@ export class MetaKeys {
     return `${this.prefix}*`;
   }
 
+  /** True when `keyPrefix` can match keys of pchannels it does not name (so `list` needs the registry). */
+  prefixSpansPChannels(keyPrefix: string): boolean {
+    if (keyPrefix.startsWith(PCHANNEL_NAMESPACE)) return !keyPrefix.slice(PCHANNEL_NAMESPACE.length).includes('/');
+    return PCHANNEL_NAMESPACE.startsWith(keyPrefix);
+  }
+
   /**
    * The groups whose keys can start with `keyPrefix`: the pchannel group when the prefix names one
    * pchannel, the matching registered pchannels for a partial name, the meta group otherwise — and

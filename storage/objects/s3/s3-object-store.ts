@@ -346,7 +346,7 @@ export class S3ObjectStore implements ObjectStore {
         yield { key, size: o.size };
       }
       if (!page.isTruncated || !page.nextContinuationToken) return;
-      token = page.nextContinuationToken;
+      token = String(page.nextContinuationToken); // (the client's XML parser may turn a digits-only token into a number)
     }
   }
 

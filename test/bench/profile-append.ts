@@ -1,0 +1,2 @@
+import { runWalAppendProfile } from './wal-append.bench';
+void runWalAppendProfile();
