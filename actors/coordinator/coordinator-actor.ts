@@ -75,6 +75,8 @@ class CoordinatorCore {
   private readonly opts: CoordinatorOptions;
   private readonly logger: Logger;
   private loaded = false;
+  /** Loaded and the recorded assignments checked against the live nodes. */
+  private verified = false;
   private waitingForLoad: CoordinatorMsg[] = [];
   private readonly channels = new Map<string, PChannelMeta>();
   private readonly live = new Set<string>();
@@ -112,13 +114,21 @@ class CoordinatorCore {
   }
 
   handle(msg: CoordinatorMsg): void {
-    if (!this.loaded && msg.type !== 'loaded' && msg.type !== 'loadFailed' && msg.type !== 'nodeUp' && msg.type !== 'nodeDown') {
+    if (!this.verified && msg.type !== 'loaded' && msg.type !== 'verified' && msg.type !== 'loadFailed' && msg.type !== 'nodeUp' && msg.type !== 'nodeDown') {
       this.waitingForLoad.push(msg);
       return;
     }
     switch (msg.type) {
       case 'loaded':
         return this.onLoaded(msg.channels, msg.collections, msg.versionEpoch);
+      case 'verified': {
+        this.verified = true;
+        this.scheduleBalance();
+        const waiting = this.waitingForLoad;
+        this.waitingForLoad = [];
+        for (const m of waiting) this.handle(m);
+        return;
+      }
       case 'loadFailed':
         this.logger.error('coordinator could not load its state; retrying', { error: msg.error.message });
         this.deps.clock.setTimeout(() => void this.load(), 1000);
@@ -129,7 +139,7 @@ class CoordinatorCore {
           this.logger.info('streaming node up', { node: msg.nodeId });
           if (this.loaded) {
             this.bumpVersion();
-            this.scheduleBalance();
+            void this.verifyNode(msg.nodeId);
           }
         }
         return;
@@ -198,10 +208,34 @@ class CoordinatorCore {
       if (c.state === 'dropping') void this.serialDdl(c.name, () => this.finishDrop(c)).catch(() => undefined);
     }
     this.bumpVersion();
+    // What the store says was ASSIGNED may not be served any more (a restarted node): ask the live
+    // nodes before answering anyone.
+    void Promise.all([...this.live].map((n) => this.verifyNode(n))).finally(() => dispatch(this.self, { type: 'verified' }));
+  }
+
+  /**
+   * Checks that a live node serves what the store says it was assigned; a pchannel it does not
+   * serve at that term (the node restarted, or the coordinator did) becomes UNAVAILABLE and moves.
+   */
+  private async verifyNode(node: string): Promise<void> {
+    let served: Set<string>;
+    try {
+      const st = await this.deps.nodes.status(node, this.opts.operationTimeoutMs);
+      served = new Set(st.wals.filter((w) => w.state !== 'unavailable').map((w) => `${w.pchannel}@${w.term}`));
+    } catch (e) {
+      this.logger.warn('could not verify a node; its pchannels are moved', { node, error: toStreamingError(e).message });
+      served = new Set();
+    }
+    for (const meta of this.channels.values()) {
+      if (meta.node !== node || meta.state !== 'ASSIGNED' || this.ops.has(meta.name)) continue;
+      if (served.has(`${meta.name}@${meta.term}`)) continue;
+      this.logger.info('pchannel not served by its recorded owner; reassigning', { pchannel: meta.name, node, term: meta.term });
+      const next = markUnavailable(meta, meta.term);
+      await this.serial(meta.name, () => this.persist(next)).catch((e: unknown) =>
+        this.logger.error('persisting unavailability failed', { pchannel: meta.name, error: toStreamingError(e).message }),
+      );
+    }
     this.scheduleBalance();
-    const waiting = this.waitingForLoad;
-    this.waitingForLoad = [];
-    for (const m of waiting) this.handle(m);
   }
 
   private scheduleBalance(delayMs = 0): void {
@@ -238,16 +272,11 @@ class CoordinatorCore {
   }
 
   private serial<T>(pchannel: string, op: () => Promise<T>): Promise<T> {
-    const prev = this.ops.get(pchannel) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(op);
-    const tracked = next.finally(() => {
-      if (this.ops.get(pchannel) === tracked) this.ops.delete(pchannel);
-    });
-    this.ops.set(pchannel, tracked);
-    return next;
+    return enqueue(this.ops, pchannel, op);
   }
 
   private async persist(meta: PChannelMeta): Promise<void> {
+    if (this.shuttingDown) throw new StreamingError(ErrorCode.ON_SHUTDOWN, 'coordinator is shutting down');
     await this.deps.store.saveChannel(meta);
     this.channels.set(meta.name, meta);
     this.bumpVersion();
@@ -416,13 +445,7 @@ class CoordinatorCore {
   // ------------------------------------------------------------------ catalog and DDL
 
   private serialDdl<T>(name: string, op: () => Promise<T>): Promise<T> {
-    const prev = this.ddl.get(name) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(op);
-    const tracked = next.finally(() => {
-      if (this.ddl.get(name) === tracked) this.ddl.delete(name);
-    });
-    this.ddl.set(name, tracked);
-    return next;
+    return enqueue(this.ddl, name, op);
   }
 
   private collectionByName(name: string): CollectionRecord {
@@ -548,6 +571,21 @@ class CoordinatorCore {
       await this.deps.store.saveCollection(c);
     });
   }
+}
+
+/** Runs `op` after every operation queued under `key`; the queue entry never rejects (callers get the outcome). */
+function enqueue<T>(queues: Map<string, Promise<unknown>>, key: string, op: () => Promise<T>): Promise<T> {
+  const prev = queues.get(key) ?? Promise.resolve();
+  const next = prev.then(op);
+  const settled: Promise<unknown> = next.then(
+    () => undefined,
+    () => undefined,
+  );
+  const tracked = settled.then(() => {
+    if (queues.get(key) === tracked) queues.delete(key);
+  });
+  queues.set(key, tracked);
+  return next;
 }
 
 function publicInfo(c: CollectionRecord): CollectionInfo {

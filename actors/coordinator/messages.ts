@@ -28,5 +28,6 @@ export type CoordinatorMsg =
   | { type: 'shutdown'; replyTo: Ref<Reply<void>> }
   // completions
   | { type: 'loaded'; channels: PChannelMeta[]; collections: CollectionRecord[]; versionEpoch: number }
+  | { type: 'verified' }
   | { type: 'loadFailed'; error: StreamingError }
   | { type: 'watchTimeout'; watchId: number };

@@ -406,6 +406,43 @@ describe('local backend: fencing between two instances (two processes)', () => {
     await reading;
   });
 
+  it('a reader in another process that entered a stray file of a fenced writer moves to the live files', async () => {
+    const a = newBackend();
+    const la = await a.open({ name: P, term: 1, accessMode: 'rw' });
+    await la.append([rec(1), rec(2), rec(3)]);
+    await la.close();
+    const dir = a.channelDir(P);
+    const ro = await newBackend().open({ name: P, term: 0, accessMode: 'ro' });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    const reading = (async () => {
+      for await (const e of ro.read({ policy: { type: 'all' }, signal: ac.signal })) got.push(e);
+    })();
+    await waitFor(() => got.length === 3, 'the first three records');
+
+    // Interleaving (each step is what the named party does to the directory):
+    // 1. opener O (epoch 2) claims its term: the fence point;
+    fs.writeFileSync(path.join(dir, 'terms', (2).toString(16).padStart(16, '0')), JSON.stringify({ term: 2, epoch: 2 }) + '\n');
+    // 2. the fenced writer (epoch 1) rolls over after it, O's listing having missed that file;
+    fs.writeFileSync(path.join(dir, segmentFile(4, 1).name), rawRecords([Buffer.from('stray-4'), Buffer.from('stray-5')]));
+    await new Promise((r) => setTimeout(r, 100)); // the reader enters the stray file and must hold back
+    expect(got).toHaveLength(3);
+    // 3. O cuts at 4 and writes; then it rolls over.
+    fs.writeFileSync(path.join(dir, segmentFile(4, 2).name), rawRecords([rec(4), rec(5)]));
+    fs.writeFileSync(path.join(dir, segmentFile(6, 2).name), rawRecords([rec(6)]));
+    const expected = [1, 2, 3, 4, 5, 6].map((s) => ({ seq: s, data: rec(s) }));
+    await waitFor(() => got.length >= 6, 'the reader to follow the live files');
+    expectRecords(got, expected);
+
+    // A real rw open agrees, and removes the stray.
+    const lc = await newBackend().open({ name: P, term: 3, accessMode: 'rw' });
+    expectRecords(await readUntil(lc, { type: 'all' }, sequenceId(6)), expected);
+    expect(fs.existsSync(path.join(dir, segmentFile(4, 1).name))).toBe(false);
+    expect(got).toHaveLength(6);
+    ac.abort();
+    await reading;
+  });
+
   it('refuses the term-1 writer once term 2 opened through another instance', async () => {
     const a = newBackend();
     const b = newBackend();

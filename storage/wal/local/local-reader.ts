@@ -89,12 +89,12 @@ export class LocalReader {
           let n = entries.length;
           if (cur.limit === undefined && !local && !this.ctx.state.terms.isLatestSync(file.epoch)) {
             // A newer rw open exists: only what it counted before its cut belongs to the log.
-            const limit = successorFirst(await this.view(), file);
+            const limit = await this.refreshLimit(cur);
+            if (limit === 'relocate') continue;
             if (limit === undefined) {
               await this.wait(this.ctx.opts.pollIntervalMs); // that open has not cut yet
               continue;
             }
-            cur.limit = limit;
             n = Math.min(n, limit - cur.cursor.seq);
             if (n <= 0) continue;
           }
@@ -127,18 +127,13 @@ export class LocalReader {
           }
           if (stop === 'corrupt') throw this.corrupt(file.name, cur.cursor.seq, 'acknowledged record does not check out');
           // The file ended below the writer's durable position: it rolled over to a new file.
-          const limit = successorFirst(await this.view(), file);
-          if (limit !== undefined) cur.limit = limit;
-          else await this.wait(this.ctx.opts.pollIntervalMs);
+          const limit = await this.refreshLimit(cur);
+          if (limit === undefined) await this.wait(this.ctx.opts.pollIntervalMs);
           continue;
         }
         // Tail without an in-process writer: a successor may have appeared (rollover or a cut).
-        const limit = successorFirst(await this.view(), file);
-        if (limit !== undefined) {
-          cur.limit = limit;
-          continue;
-        }
-        await this.wait(this.ctx.opts.pollIntervalMs);
+        const limit = await this.refreshLimit(cur);
+        if (limit === undefined) await this.wait(this.ctx.opts.pollIntervalMs);
       }
     } catch (e) {
       if (e instanceof CursorClosedError && this.stopped()) return;
@@ -160,6 +155,24 @@ export class LocalReader {
 
   private view(): Promise<ChannelView> {
     return readChannelView(this.ctx.state.dir);
+  }
+
+  /**
+   * Looks at the directory again for the current (so far last) file: sets and returns its limit
+   * when a successor exists; 'relocate' (current file released) when the file is no longer live,
+   * e.g. a stray file a fenced writer created after a newer open cut the log: nothing read from it
+   * was delivered unverified, and reading goes on from `next` in the live files.
+   */
+  private async refreshLimit(cur: Current): Promise<number | undefined | 'relocate'> {
+    const view = await this.view();
+    const file = cur.cursor.file;
+    if (!view.live.some((f) => f.name === file.name)) {
+      await this.closeCurrent();
+      return 'relocate';
+    }
+    const limit = successorFirst(view, file);
+    if (limit !== undefined) cur.limit = limit;
+    return limit;
   }
 
   /** Opens the live file that holds `next`; false when there is none yet. */

@@ -96,7 +96,11 @@ export class LocalWalLog implements WalLog {
       for (const fn of [...this.stopListeners]) fn();
       this.stopListeners.clear();
       await this.writer?.close();
-      await Promise.all([...this.readers].map((r) => r.close()));
+      await Promise.all(
+        [...this.readers].map((r) =>
+          r.close().catch((e: unknown) => this.opts.logger.warn('closing a reader failed', { pchannel: this.channel.name, error: String(e) })),
+        ),
+      );
       this.readers.clear();
       this.owner.forget(this);
     })();
