@@ -297,6 +297,7 @@ class CoordinatorCore {
     const meta = this.channels.get(pchannel)!;
     if (meta.state !== 'ASSIGNING' || meta.term !== term || meta.node === undefined) return meta.term;
     const node = meta.node;
+    const t0 = this.deps.clock.monotonic();
     // Former holders let go first (a dead one cannot be told; the storage fence stops it anyway).
     await Promise.all(
       formerHolders(meta).map(async (h) => {
@@ -308,6 +309,7 @@ class CoordinatorCore {
         }
       }),
     );
+    const t1 = this.deps.clock.monotonic();
     try {
       await this.deps.nodes.assign(node, pchannel, term, this.opts.operationTimeoutMs);
     } catch (e) {
@@ -323,7 +325,8 @@ class CoordinatorCore {
     const done = assignDone(cur, term);
     if (done !== cur) await this.persist(done);
     this.retryBackoff = this.opts.backoffInitialMs;
-    this.logger.info('pchannel assigned', { pchannel, node, term });
+    const t2 = this.deps.clock.monotonic();
+    this.logger.info('pchannel assigned', { pchannel, node, term, removeMs: Math.round(t1 - t0), openMs: Math.round(t2 - t1), persistMs: Math.round(this.deps.clock.monotonic() - t2) });
     return term;
   }
 

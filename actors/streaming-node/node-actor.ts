@@ -32,6 +32,8 @@ export interface StreamingNodeDeps {
 
 interface OwnedWal {
   term: number;
+  /** When the assign arrived (monotonic ms). */
+  since: number;
   ref: Ref<WalMsg>;
   state: 'opening' | 'ready' | 'unavailable';
   readyWaiters: Ref<Reply<void>>[];
@@ -148,7 +150,7 @@ class NodeCore {
         },
       },
     );
-    const w: OwnedWal = { term, ref, state: 'opening', readyWaiters: [replyTo], crashes };
+    const w: OwnedWal = { term, since: this.deps.clock.monotonic(), ref, state: 'opening', readyWaiters: [replyTo], crashes };
     this.wals.set(pchannel, w);
     this.awaitOpen(pchannel, w);
   }
@@ -176,7 +178,7 @@ class NodeCore {
     const waiters = w.readyWaiters;
     w.readyWaiters = [];
     w.state = 'ready';
-    this.logger.info('pchannel ready', { pchannel, term });
+    this.logger.info('pchannel ready', { pchannel, term, openMs: Math.round(this.deps.clock.monotonic() - w.since) });
     for (const r of waiters) dispatch(r, { ok: true, value: undefined });
   }
 

@@ -556,15 +556,27 @@ function ownCopy(m: NewMessage | Message): Message {
  * the vchannel meta by replaying the log up to it.
  */
 async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta; idempotency: IdempotencyWindow }> {
+  const t0 = deps.clock.monotonic();
   const log = await deps.backend.open(deps.channel);
   try {
+    const t1 = deps.clock.monotonic();
     deps.tso.sync();
     const timetick = await deps.tso.allocate();
+    const t2 = deps.clock.monotonic();
     const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick, lastConfirmedId: '', term: deps.channel.term, header: {}, body: {} };
     const bytes = encodeMessage(tick);
     const [id] = await log.append([bytes]);
     if (id === undefined) throw new StreamingError(ErrorCode.INNER, 'backend returned no id for the first TimeTick');
+    const t3 = deps.clock.monotonic();
     const { meta, idempotency } = await replay(log, id, deps.options.idempotencyWindow);
+    (deps.logger ?? createLogger('wal')).debug('wal open phases', {
+      pchannel: deps.channel.name,
+      term: deps.channel.term,
+      backendOpenMs: Math.round(t1 - t0),
+      tsoMs: Math.round(t2 - t1),
+      firstTimeTickMs: Math.round(t3 - t2),
+      replayMs: Math.round(deps.clock.monotonic() - t3),
+    });
     return { log, firstTimeTick: { ...tick, lastConfirmedId: id, id, size: bytes.length }, meta, idempotency };
   } catch (e) {
     await log.close().catch(() => undefined);

@@ -112,7 +112,7 @@ export class SubscriptionStream {
     } catch (e) {
       this.finish({ kind: 'failed', error: toStreamingError(e) });
     }
-    opts.logger.debug('subscription stream ended', { how: this.ended?.kind, delivered: this.delivered });
+    opts.logger.debug('subscription stream ended', { how: (this.ended as End | undefined)?.kind, delivered: this.delivered });
   }
 
   /** Ends the stream (with an error line such as ON_SHUTDOWN once streaming); the subscription is closed. */

@@ -1,12 +1,14 @@
 /**
  * `npm run bench`: runs every benchmark and prints its tables. `BENCH=name` runs one
- * (wal-append); `BENCH_DURATION_MS` sets the length of timed runs (default 3000).
+ * (wal-append, transfer); `BENCH_DURATION_MS` sets the length of timed runs (default 3000).
  */
 import * as os from 'node:os';
 import { runWalAppendBench } from './wal-append.bench';
+import { runTransferBench } from './transfer.bench';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   'wal-append': runWalAppendBench,
+  transfer: runTransferBench,
 };
 
 async function main(): Promise<void> {

@@ -70,15 +70,19 @@ describe('LocalObjectStore specifics', () => {
     await store.close();
   });
 
-  it('survives puts racing with deletes that prune the same directories', async () => {
-    const store = await LocalObjectStore.open({ dir, fsync: false });
-    const rounds = 200;
+  it.each([true, false])('survives puts racing with deletes that prune the same directories (fsync %s)', async (fsync) => {
+    const store = await LocalObjectStore.open({ dir, fsync });
+    const rounds = fsync ? 40 : 200;
     for (let i = 0; i < rounds; i++) {
-      // the delete of the only key in x/y/ prunes x/y and x while the put re-creates them
-      await store.put('x/y/old', new Uint8Array([i & 0xff]));
-      await Promise.all([store.delete('x/y/old'), store.put(`x/y/new-${i}`, new Uint8Array([i & 0xff]))]);
-      expect([...(await store.get(`x/y/new-${i}`))]).toEqual([i & 0xff]);
-      await store.delete(`x/y/new-${i}`);
+      // Each delete removes the only key of its directory and prunes x/y/z, x/y and x, while the
+      // puts (re)create the same directories.
+      await Promise.all([0, 1, 2].map((j) => store.put(`x/y/z${j}/old`, new Uint8Array([j]))));
+      await Promise.all([
+        ...[0, 1, 2].map((j) => store.delete(`x/y/z${j}/old`)),
+        ...[0, 1, 2].map((j) => store.put(`x/y/z${j}/new-${i}`, new Uint8Array([i & 0xff, j]), { ifAbsent: j === 1 })),
+      ]);
+      for (const j of [0, 1, 2]) expect([...(await store.get(`x/y/z${j}/new-${i}`))]).toEqual([i & 0xff, j]);
+      await Promise.all([0, 1, 2].map((j) => store.delete(`x/y/z${j}/new-${i}`)));
     }
     expect(fs.existsSync(path.join(dir, 'x'))).toBe(false);
     await store.close();

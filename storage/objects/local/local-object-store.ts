@@ -181,36 +181,66 @@ export class LocalObjectStore implements ObjectStore {
     const target = this.pathOf(key);
     const parent = path.dirname(target);
     for (let attempt = 1; ; attempt++) {
-      await this.ensureParent(key, parent);
+      const mayRetry = attempt < MAX_INSTALL_ATTEMPTS;
+      try {
+        await this.ensureDir(parent);
+      } catch (e) {
+        const code = errnoCode(e);
+        // mkdir -p racing with a delete that prunes the same directories fails with ENOENT, EEXIST
+        // or ENOTDIR; only a file on the path is a real conflict.
+        if (code === 'EEXIST' || code === 'ENOTDIR') {
+          if (await this.fileOnPath(parent)) throw keyUnderObject(key);
+          if (mayRetry) continue;
+        }
+        if (code === 'ENOENT' && mayRetry) continue;
+        throw mapFsError('put', key, e);
+      }
       try {
         if (ifAbsent) await fs.promises.link(tmp, target);
         else await fs.promises.rename(tmp, target);
         break;
       } catch (e) {
         const code = errnoCode(e);
-        // A concurrent delete pruned the (then empty) parent directory: create it again.
-        if (code === 'ENOENT' && attempt < MAX_INSTALL_ATTEMPTS) continue;
-        if (code === 'EEXIST' || code === 'EISDIR' || code === 'ENOTEMPTY') {
-          if (await isDirectory(target)) throw keyIsDirectory(key);
-          if (ifAbsent) throw new ObjectAlreadyExistsError(key, e);
+        if (code === 'ENOENT' && mayRetry) continue; // the parent was pruned after our mkdir
+        if (await isDirectory(target)) throw keyIsDirectory(key);
+        if (code === 'EEXIST' && ifAbsent) {
+          if (await isFile(target)) throw new ObjectAlreadyExistsError(key, e);
+          if (mayRetry) continue; // deleted in the meantime: try to create it again
         }
-        if (code === 'ENOTDIR') throw keyUnderObject(key);
+        if (code === 'ENOTDIR' && (await this.fileOnPath(parent))) throw keyUnderObject(key);
+        if (code === 'ENOTDIR' && mayRetry) continue;
         throw mapFsError('put', key, e);
       }
     }
-    if (this.fsync) await fsyncDir(parent);
+    if (this.fsync) {
+      try {
+        await fsyncDir(parent);
+      } catch (e) {
+        // Only when a concurrent delete of this very key emptied and pruned the directory: the put did happen.
+        if (errnoCode(e) !== 'ENOENT') throw mapFsError('put', key, e);
+      }
+    }
   }
 
-  private async ensureParent(key: string, parent: string): Promise<void> {
-    if (parent === this.dir) return;
-    try {
-      if (this.fsync) await mkdirDurable(parent);
-      else await fs.promises.mkdir(parent, { recursive: true });
-    } catch (e) {
-      const code = errnoCode(e);
-      if (code === 'EEXIST' || code === 'ENOTDIR') throw keyUnderObject(key);
-      throw mapFsError('put', key, e);
+  /** True when a component of `dir` below the root exists and is not a directory (an object). */
+  private async fileOnPath(dir: string): Promise<boolean> {
+    const parts = path.relative(this.dir, dir).split(path.sep);
+    let p = this.dir;
+    for (const part of parts) {
+      p = path.join(p, part);
+      try {
+        if (!(await fs.promises.lstat(p)).isDirectory()) return true;
+      } catch {
+        return false; // missing from here on
+      }
     }
+    return false;
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (dir === this.dir) return;
+    if (this.fsync) await mkdirDurable(dir);
+    else await fs.promises.mkdir(dir, { recursive: true });
   }
 
   private async deleteOne(key: string): Promise<void> {
@@ -282,6 +312,14 @@ export class LocalObjectStore implements ObjectStore {
         // raced with its owner or another cleaner: fine
       }
     }
+  }
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await fs.promises.stat(p)).isFile();
+  } catch {
+    return false;
   }
 }
 

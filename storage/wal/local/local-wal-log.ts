@@ -2,6 +2,7 @@
  * A WalLog over one pchannel directory: appends go through the SegmentWriter (rw only), each
  * read() is a LocalReader, truncate deletes whole segment files. Lives from open() to close().
  */
+import * as path from 'node:path';
 import type { DeliverPolicy, LogEntry, PChannelInfo, ReadOptions, WalLog } from '../backend';
 import { type MessageId, sequenceId, sequenceOf } from '../../../runtime/message/message-id';
 import { assertNever, invalidArgument } from '../../../runtime/errors';
@@ -12,7 +13,6 @@ import type { ResolvedLocalOptions } from './options';
 import { SegmentCursor } from './segment-cursor';
 import { lowMarkName, readChannelView, segmentPath } from './segment-files';
 import { type SegmentWriter, onShutdown } from './segment-writer';
-import * as path from 'node:path';
 
 /** What a log needs from its backend. */
 export interface LogOwner {

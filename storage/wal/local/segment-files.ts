@@ -14,9 +14,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { errnoCode, fdatasync, fstatSize, ftruncate, openFd } from './fs-io';
+import { closeFd, errnoCode, fdatasync, fstatSize, ftruncate, openFd } from './fs-io';
 import { SegmentCursor } from './segment-cursor';
-import { closeFd } from './fs-io';
 
 export interface SegmentFile {
   readonly name: string;
