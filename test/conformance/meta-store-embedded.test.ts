@@ -180,3 +180,5 @@ async function stop(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
   await exited;
 }
+
+afterAll(async () => { await new Promise((r) => setTimeout(r, 1500)); console.error('HANDLES embedded', JSON.stringify((process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo())); });

@@ -188,3 +188,5 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+afterAll(async () => { await new Promise((r) => setTimeout(r, 1500)); console.error('HANDLES redis', JSON.stringify((process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo())); });
