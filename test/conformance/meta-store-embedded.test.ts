@@ -181,4 +181,4 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-afterAll(async () => { await new Promise((r) => setTimeout(r, 1500)); console.error('HANDLES embedded', JSON.stringify((process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo())); });
+afterAll(async () => { console.error('HANDLES embedded', (process as unknown as { _getActiveHandles(): Array<{ _idleTimeout?: number; _onTimeout?: () => void; constructor: { name: string } }> })._getActiveHandles().map((h) => `${h.constructor.name} ${h._idleTimeout ?? ''} ${String(h._onTimeout ?? '').slice(0, 300)}`).join('\n')); });

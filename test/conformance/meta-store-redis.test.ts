@@ -189,4 +189,4 @@ function freePort(): Promise<number> {
   });
 }
 
-afterAll(async () => { await new Promise((r) => setTimeout(r, 1500)); console.error('HANDLES redis', JSON.stringify((process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo())); });
+afterAll(async () => { console.error('HANDLES redis', (process as unknown as { _getActiveHandles(): Array<{ _idleTimeout?: number; _onTimeout?: () => void; constructor: { name: string } }> })._getActiveHandles().map((h) => `${h.constructor.name} ${h._idleTimeout ?? ''} ${String(h._onTimeout ?? '').slice(0, 300)}`).join('\n')); });
