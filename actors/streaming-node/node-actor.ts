@@ -14,12 +14,19 @@ import { CrashWindow, decide, DEFAULT_RESTART_POLICY, type RestartPolicy } from 
 import type { WalBackend } from '../../storage/wal/backend';
 import type { Reply, WalMsg, WalStatus } from '../wal/messages';
 import type { WalOptions } from '../wal/options';
-import { spawnWal, type WalTso } from '../wal/wal-actor';
+import { spawnWal, type WalDeps, type WalTso } from '../wal/wal-actor';
+import type { MemoryBudget } from '../wal/segments';
 import type { NodeMsg, NodeStatus } from './messages';
+
+/** What every WAL of the node shares besides its backend and TSO. */
+export type NodeWalDeps = Pick<WalDeps, 'meta' | 'flushQueue' | 'segmentIds' | 'segmentLimits' | 'recovery'>;
 
 export interface StreamingNodeDeps {
   nodeId: string;
   backend: WalBackend;
+  wal: NodeWalDeps;
+  /** Growing-segment memory of the node: above high water the largest segments are sealed. */
+  memoryBudget: MemoryBudget;
   /** One timestamp allocator per WAL (each keeps its own local batch). */
   newTso(): WalTso;
   clock: Clock;
@@ -128,7 +135,16 @@ class NodeCore {
     const crashes = new CrashWindow(this.deps.restartPolicy ?? DEFAULT_RESTART_POLICY);
     const ref = spawnWal(
       this.self,
-      { channel: { name: pchannel, term, accessMode: 'rw' }, backend: this.deps.backend, tso: this.deps.newTso(), clock: this.deps.clock, options: this.deps.walOptions, logger: this.logger },
+      {
+        ...this.deps.wal,
+        channel: { name: pchannel, term, accessMode: 'rw' },
+        backend: this.deps.backend,
+        tso: this.deps.newTso(),
+        clock: this.deps.clock,
+        options: this.deps.walOptions,
+        memoryBudget: this.deps.memoryBudget,
+        logger: this.logger,
+      },
       {
         name: `wal-${pchannel}-t${term}`,
         onCrash: async (error, verdicts) => {

@@ -10,7 +10,7 @@ import type { WalLog } from '../../storage/wal/backend';
 import type { AppendResult } from './interceptors/interceptor';
 import type { Scanner, SubscribeOptions } from './scanner/scanner';
 import type { IdempotencyWindow } from './idempotency';
-import type { VChannelMeta } from './vchannel-meta';
+import type { RecoveryState } from '../recovery-storage/state';
 
 export type { Reply } from '../../runtime/ask';
 import type { Reply } from '../../runtime/ask';
@@ -36,7 +36,7 @@ export type WalMsg =
   | { type: 'awaitOpen'; replyTo: Ref<Reply<WalStatus>> }
   | { type: 'close'; replyTo?: Ref<Reply<void>> }
   // completions and timers (sent by the actor to itself)
-  | { type: 'opened'; log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta; idempotency: IdempotencyWindow }
+  | { type: 'opened'; log: WalLog; firstTimeTick: LogMessage; recovered: RecoveryState; idempotency: IdempotencyWindow }
   | { type: 'openFailed'; error: StreamingError }
   | { type: 'startWrite' }
   | { type: 'appendPersisted'; batch: number; ids: MessageId[] }

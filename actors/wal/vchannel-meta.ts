@@ -15,6 +15,11 @@ export interface CollectionMeta {
   partitions: Map<number, 'normal' | 'dropped'>;
 }
 
+export interface VChannelRecord {
+  vchannel: string;
+  collections: { collectionId: number; name: string; schema: CollectionSchema; state: 'normal' | 'dropped'; partitions: [number, 'normal' | 'dropped'][] }[];
+}
+
 export class VChannelMeta {
   /** vchannel → collectionId → meta. */
   private readonly vchannels = new Map<string, Map<number, CollectionMeta>>();
@@ -115,6 +120,26 @@ export class VChannelMeta {
       default:
         return;
     }
+  }
+
+  /** Plain records of one vchannel, for persisting. */
+  exportVChannel(vchannel: string): VChannelRecord {
+    return {
+      vchannel,
+      collections: this.collectionsOf(vchannel).map((c) => ({
+        collectionId: c.collectionId,
+        name: c.name,
+        schema: c.schema,
+        state: c.state,
+        partitions: [...c.partitions.entries()],
+      })),
+    };
+  }
+
+  importVChannel(r: VChannelRecord): void {
+    const cols = new Map<number, CollectionMeta>();
+    for (const c of r.collections) cols.set(c.collectionId, { collectionId: c.collectionId, name: c.name, schema: c.schema, state: c.state, partitions: new Map(c.partitions) });
+    this.vchannels.set(r.vchannel, cols);
   }
 
   collectionsOf(vchannel: string): CollectionMeta[] {

@@ -10,13 +10,14 @@ import { dispatch, spawn, type Ref } from 'nact';
 import type { Clock, TimerHandle } from '../../runtime/clock';
 import { ErrorCode, StreamingError, toStreamingError, isFenced } from '../../runtime/errors';
 import { createLogger, type Logger } from '../../runtime/logger';
-import { decodeHeader, decodeMessage, encodeMessage } from '../../runtime/message/codec';
+import { encodeMessage } from '../../runtime/message/codec';
 import type { MessageId } from '../../runtime/message/message-id';
 import type { LogMessage, Message, NewMessage, TimeTickMessage } from '../../runtime/message/types';
 import type { PChannelInfo, WalBackend, WalLog } from '../../storage/wal/backend';
 import { buildChain } from './interceptors/chain';
 import type { AppendNext, AppendResult } from './interceptors/interceptor';
 import { LockInterceptor } from './interceptors/lock';
+import { RedoInterceptor } from './interceptors/redo';
 import { ShardInterceptor } from './interceptors/shard';
 import { TimetickInterceptor, TSO_BATCH_MAX_AGE_MS, type TimetickSource } from './interceptors/timetick';
 import { IdempotencyWindow } from './idempotency';
@@ -27,6 +28,14 @@ import { Scanner } from './scanner/scanner';
 import { TxnManager } from './txn-manager';
 import { VChannelMeta } from './vchannel-meta';
 import { WriteAheadBuffer } from './write-ahead-buffer';
+import { DEFAULT_SEGMENT_LIMITS, MemoryBudget, SegmentManager, type Segment, type SegmentLimits } from './segments';
+import type { MetaStore } from '../../storage/meta/meta-store';
+import type { FlushQueue } from '../../storage/flush/flush-queue';
+import { recover } from '../recovery-storage/replay';
+import type { RecoveryState } from '../recovery-storage/state';
+import { DEFAULT_RECOVERY_OPTIONS, spawnRecoveryStorage, type RecoveryOptions } from '../recovery-storage/recovery-actor';
+import type { RecoveryMsg } from '../recovery-storage/messages';
+import { ask } from '../../runtime/ask';
 
 /** The timestamp allocator a WAL needs: local batches plus `sync()` before a term's first TimeTick. */
 export interface WalTso extends TimetickSource {
@@ -40,6 +49,16 @@ export interface WalDeps {
   tso: WalTso;
   clock: Clock;
   options: WalOptions;
+  /** Recovery state, checkpoints and flushed-segment marks live here (owner writes fenced by term). */
+  meta: MetaStore;
+  /** Where sealed segments go to be flushed. */
+  flushQueue: FlushQueue;
+  /** Segment ids: unique across nodes and restarts (a MetaStore counter). */
+  segmentIds: { next(): Promise<number> };
+  segmentLimits?: SegmentLimits;
+  /** Growing bytes of all WALs of the node (memory seal policy); default: this WAL's own. */
+  memoryBudget?: MemoryBudget;
+  recovery?: Partial<RecoveryOptions>;
   logger?: Logger;
 }
 
@@ -63,6 +82,9 @@ export class WalCore {
   private readonly txns = new TxnManager();
   private readonly locks = new VChannelLocks();
   private meta = new VChannelMeta();
+  private segments: SegmentManager;
+  private readonly creatingSegments = new Map<string, Promise<void>>();
+  private recoveryRef: Ref<RecoveryMsg> | undefined;
   private readonly chain: AppendNext;
   private readonly scanners = new Set<Scanner>();
   private idempotency: IdempotencyWindow;
@@ -87,11 +109,14 @@ export class WalCore {
     private readonly deps: WalDeps,
     private readonly self: Ref<WalMsg>,
   ) {
+    const core = this;
     this.logger = deps.logger ?? createLogger('wal');
     this.wab = new WriteAheadBuffer(deps.options.writeAheadBuffer, deps.clock);
     this.idempotency = new IdempotencyWindow(deps.options.idempotencyWindow);
+    this.segments = this.newSegmentManager();
     this.chain = buildChain(
       [
+        new RedoInterceptor(),
         new LockInterceptor({ locks: this.locks, txns: this.txns }),
         new TimetickInterceptor({
           tso: deps.tso,
@@ -100,21 +125,73 @@ export class WalCore {
           lastPersistedId: () => this.lastPersistedId,
           defaultTxnKeepaliveMs: deps.options.defaultTxnKeepaliveMs,
         }),
-        new ShardInterceptor({ meta: this.meta_() }),
+        new ShardInterceptor({
+          // Getters: the open replaces meta and segments with the recovered ones.
+          get meta() {
+            return core.meta;
+          },
+          get segments() {
+            return core.segments;
+          },
+          now: () => deps.clock.monotonic(),
+          createSegment: (v, c, p) => this.createSegment(v, c, p),
+          flushSegments: (segs) => this.flushSegments(segs),
+        }),
       ],
       (msg) => this.enqueue(msg),
     );
     this.open();
   }
 
-  /** The shard interceptor reads the meta through this indirection because open replaces it. */
-  private meta_(): VChannelMeta {
-    return new Proxy({} as VChannelMeta, {
-      get: (_t, prop: keyof VChannelMeta) => {
-        const v = this.meta[prop];
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(this.meta) : v;
-      },
-    });
+  private newSegmentManager(): SegmentManager {
+    const limits = this.deps.segmentLimits ?? DEFAULT_SEGMENT_LIMITS;
+    return new SegmentManager(limits, this.deps.memoryBudget ?? new MemoryBudget(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER));
+  }
+
+  /** Writes a CreateSegment for the partition (one at a time per partition). */
+  private createSegment(vchannel: string, collectionId: number, partitionId: number): Promise<void> {
+    const key = `${vchannel}/${collectionId}/${partitionId}`;
+    const running = this.creatingSegments.get(key);
+    if (running) return running;
+    const limits = this.segments.limits;
+    const p = (async () => {
+      const segmentId = await this.deps.segmentIds.next();
+      await this.chain({
+        type: 'CreateSegment',
+        vchannel,
+        timetick: 0n,
+        lastConfirmedId: '',
+        term: 0,
+        header: { collectionId, partitionId, segmentId, maxRows: limits.maxRows, maxBytes: limits.maxBytes },
+        body: {},
+      });
+      this.logger.debug('segment created', { pchannel: this.pchannel, vchannel, collectionId, partitionId, segmentId });
+    })().finally(() => this.creatingSegments.delete(key));
+    this.creatingSegments.set(key, p);
+    return p;
+  }
+
+  /** Writes the Flush message of each sealed segment, in the background. */
+  private flushSegments(segs: Segment[]): void {
+    for (const s of segs) {
+      if (s.flushRequested) continue;
+      s.flushRequested = true;
+      this.chain({
+        type: 'Flush',
+        vchannel: s.vchannel,
+        timetick: 0n,
+        lastConfirmedId: '',
+        term: 0,
+        header: { collectionId: s.collectionId, partitionId: s.partitionId, segmentId: s.segmentId },
+        body: {},
+      }).then(
+        () => this.logger.debug('segment sealed', { pchannel: this.pchannel, segmentId: s.segmentId, rows: s.rows, bytes: s.bytes }),
+        (e: unknown) => {
+          s.flushRequested = false;
+          if (this.state === 'open') this.logger.warn('writing a Flush failed; the segment stays sealed until the next open', { pchannel: this.pchannel, segmentId: s.segmentId, error: toStreamingError(e).message });
+        },
+      );
+    }
   }
 
   private get pchannel(): string {
@@ -136,7 +213,7 @@ export class WalCore {
       return;
     }
     this.log = msg.log;
-    this.meta = msg.meta;
+    this.adoptRecovered(msg.recovered, msg.log);
     this.idempotency = msg.idempotency;
     this.lastPersistedId = msg.firstTimeTick.id;
     this.lastTimetick = msg.firstTimeTick.timetick;
@@ -147,6 +224,43 @@ export class WalCore {
     const waiting = this.waitingForOpen;
     this.waitingForOpen = [];
     for (const m of waiting) this.handle(m);
+  }
+
+  /** Takes over the recovered state: vchannel meta, growing segments, and starts the recovery storage. */
+  private adoptRecovered(state: RecoveryState, log: WalLog): void {
+    this.meta = state.vchannels;
+    const now = this.deps.clock.monotonic();
+    for (const r of state.segments.values()) {
+      if (r.state !== 'growing') continue;
+      this.segments.created({
+        segmentId: r.segmentId,
+        vchannel: r.vchannel,
+        collectionId: r.collectionId,
+        partitionId: r.partitionId,
+        maxRows: r.maxRows,
+        maxBytes: r.maxBytes,
+        createId: r.createId,
+        createTimetick: BigInt(r.createTimetick),
+        createdAt: now,
+      });
+      this.segments.observeInsert(r.segmentId, r.rows, r.bytes, now);
+    }
+    this.recoveryRef = spawnRecoveryStorage(this.self, {
+      pchannel: this.pchannel,
+      term: this.deps.channel.term,
+      state,
+      meta: this.deps.meta,
+      flushQueue: this.deps.flushQueue,
+      log,
+      clock: this.deps.clock,
+      logger: this.logger,
+      options: { ...DEFAULT_RECOVERY_OPTIONS, ...(this.deps.recovery ?? {}) },
+    });
+  }
+
+  /** The recovery storage of this WAL (once open). */
+  get recovery(): Ref<RecoveryMsg> | undefined {
+    return this.recoveryRef;
   }
 
   private onOpenFailed(error: StreamingError): void {
@@ -324,6 +438,7 @@ export class WalCore {
     this.lastPersistedId = last.id;
     this.lastTimetick = last.timetick;
     this.wab.append(written);
+    if (this.recoveryRef) dispatch(this.recoveryRef, { type: 'observe', messages: written });
     for (let i = 0; i < f.entries.length; i++) {
       const e = f.entries[i]!;
       const lm = written[i]!;
@@ -377,6 +492,8 @@ export class WalCore {
     const log = this.log;
     this.log = undefined;
     void log?.close().catch(() => undefined);
+    if (this.recoveryRef) dispatch(this.recoveryRef, { type: 'close', replyTo: this.self as unknown as Ref<Reply<void>> });
+    this.recoveryRef = undefined;
     this.replyClosed();
   }
 
@@ -384,6 +501,12 @@ export class WalCore {
 
   private onTick(): void {
     if (this.state !== 'open') return;
+    const due = this.segments.dueForSeal(this.deps.clock.monotonic());
+    if (due.length > 0) {
+      for (const d of due) this.segments.seal(d.segment.segmentId);
+      this.logger.info('sealing segments by policy', { pchannel: this.pchannel, segments: due.map((d) => ({ segmentId: d.segment.segmentId, reason: d.reason, rows: d.segment.rows })) });
+      this.flushSegments(due.map((d) => d.segment));
+    }
     if (this.inFlight || this.pending.length > 0 || this.persistedSinceTick) {
       this.persistedSinceTick = false;
       const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick: 0n, lastConfirmedId: '', term: 0, header: {}, body: {} };
@@ -516,7 +639,11 @@ export class WalCore {
     this.state = 'closed';
     const log = this.log;
     this.log = undefined;
-    (log ? log.close() : Promise.resolve()).then(
+    const recovery = this.recoveryRef;
+    this.recoveryRef = undefined;
+    (recovery ? ask<RecoveryMsg, void>(recovery, (replyTo) => ({ type: 'close', replyTo }), this.deps.options.closeTimeoutMs + 1000, 'close recovery storage').catch(() => undefined) : Promise.resolve())
+      .then(() => (log ? log.close() : undefined))
+      .then(
       () => dispatch(this.self, { type: 'closed' }),
       (e: unknown) => {
         this.logger.warn('closing the log failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
@@ -555,55 +682,46 @@ function ownCopy(m: NewMessage | Message): Message {
  * timetick (it proves the fence and puts every new timetick above all earlier terms), and rebuilds
  * the vchannel meta by replaying the log up to it.
  */
-async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick: LogMessage; meta: VChannelMeta; idempotency: IdempotencyWindow }> {
+async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick: LogMessage; recovered: RecoveryState; idempotency: IdempotencyWindow }> {
+  const logger = deps.logger ?? createLogger('wal');
   const t0 = deps.clock.monotonic();
   const log = await deps.backend.open(deps.channel);
   try {
     const t1 = deps.clock.monotonic();
     deps.tso.sync();
     const timetick = await deps.tso.allocate();
-    const t2 = deps.clock.monotonic();
     const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick, lastConfirmedId: '', term: deps.channel.term, header: {}, body: {} };
     const bytes = encodeMessage(tick);
     const [id] = await log.append([bytes]);
     if (id === undefined) throw new StreamingError(ErrorCode.INNER, 'backend returned no id for the first TimeTick');
-    const t3 = deps.clock.monotonic();
-    const { meta, idempotency } = await replay(log, id, deps.options.idempotencyWindow);
-    (deps.logger ?? createLogger('wal')).debug('wal open phases', {
+    const t2 = deps.clock.monotonic();
+    const idempotency = new IdempotencyWindow(deps.options.idempotencyWindow);
+    const { state, replayed } = await recover({
+      pchannel: deps.channel.name,
+      log,
+      meta: deps.meta,
+      untilId: id,
+      clock: deps.clock,
+      logger,
+      onMessage: (m) => {
+        if (m.idempotencyKey !== undefined) {
+          idempotency.remember(m.idempotencyKey, { id: m.id, timetick: m.timetick, lastConfirmedId: m.lastConfirmedId, ...(m.txn ? { txn: m.txn } : {}) });
+        }
+      },
+    });
+    logger.debug('wal open phases', {
       pchannel: deps.channel.name,
       term: deps.channel.term,
       backendOpenMs: Math.round(t1 - t0),
-      tsoMs: Math.round(t2 - t1),
-      firstTimeTickMs: Math.round(t3 - t2),
-      replayMs: Math.round(deps.clock.monotonic() - t3),
+      firstTimeTickMs: Math.round(t2 - t1),
+      replayMs: Math.round(deps.clock.monotonic() - t2),
+      replayed,
     });
-    return { log, firstTimeTick: { ...tick, lastConfirmedId: id, id, size: bytes.length }, meta, idempotency };
+    return { log, firstTimeTick: { ...tick, lastConfirmedId: id, id, size: bytes.length }, recovered: state, idempotency };
   } catch (e) {
     await log.close().catch(() => undefined);
     throw e;
   }
-}
-
-const DDL_TYPES = new Set<Message['type']>(['CreateCollection', 'DropCollection', 'CreatePartition', 'DropPartition']);
-
-/** Rebuilds the vchannel meta and the idempotency window from the log, up to the new term's first TimeTick. */
-async function replay(log: WalLog, untilId: MessageId, window: number): Promise<{ meta: VChannelMeta; idempotency: IdempotencyWindow }> {
-  const meta = new VChannelMeta();
-  const idempotency = new IdempotencyWindow(window);
-  const abort = new AbortController();
-  try {
-    for await (const entry of log.read({ policy: { type: 'all' }, signal: abort.signal })) {
-      if (entry.id >= untilId) break;
-      const h = decodeHeader(entry.data);
-      if (DDL_TYPES.has(h.type)) meta.apply(decodeMessage(entry.data));
-      if (h.idempotencyKey !== undefined) {
-        idempotency.remember(h.idempotencyKey, { id: entry.id, timetick: h.timetick, lastConfirmedId: h.lastConfirmedId, ...(h.txn ? { txn: h.txn } : {}) });
-      }
-    }
-  } finally {
-    abort.abort();
-  }
-  return { meta, idempotency };
 }
 
 export interface SpawnWalOptions {

@@ -4,9 +4,10 @@
  *
  * | code | status |
  * |---|---|
- * | INVALID_ARGUMENT | 400; 404 when `details.reason` is `not found` (unknown collection, partition, route); 413 for a body over the limit |
+ * | any code with `details.reason = 'not found'` | 404 (unknown collection, partition, pchannel, route; a transaction id the gateway does not hold: TRANSACTION_EXPIRED) |
+ * | INVALID_ARGUMENT | 400; 413 for a body over the limit, 415 for a body that is not JSON |
  * | UNRECOVERABLE | 422 (e.g. an insert that reached the log after its collection was dropped) |
- * | TRANSACTION_EXPIRED, INVALID_TRANSACTION_STATE | 409; 404 for a transaction id the gateway does not hold |
+ * | TRANSACTION_EXPIRED, INVALID_TRANSACTION_STATE | 409 |
  * | RESOURCE_EXHAUSTED | 429 |
  * | ON_SHUTDOWN | 503 |
  * | CHANNEL_NOT_EXIST, CHANNEL_FENCED, UNMATCHED_CHANNEL_TERM | 503 (the pchannel is moving; retry) |
@@ -32,9 +33,10 @@ export class HttpEdgeError extends StreamingError {
 
 export function httpStatusOf(e: StreamingError): number {
   if (e instanceof HttpEdgeError) return e.status;
+  if (e.details?.['reason'] === NOT_FOUND) return 404;
   switch (e.code) {
     case ErrorCode.INVALID_ARGUMENT:
-      return e.details?.['reason'] === NOT_FOUND ? 404 : 400;
+      return 400;
     case ErrorCode.UNRECOVERABLE:
       return 422;
     case ErrorCode.TRANSACTION_EXPIRED:

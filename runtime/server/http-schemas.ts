@@ -41,7 +41,7 @@ export const COLUMN = {
   },
   allOf: COLUMN_DATA_BY_TYPE.map(([type, items]) => ({
     if: { properties: { type: { const: type } } },
-    then: { properties: { data: { items } } },
+    then: { properties: { data: { type: 'array', items } } },
   })),
 } as const;
 
@@ -56,8 +56,8 @@ const PRIMARY_KEYS = {
     data: { type: 'array', minItems: 1 },
   },
   allOf: [
-    { if: { properties: { type: { const: 'int64' } } }, then: { properties: { data: { items: INT64 } } } },
-    { if: { properties: { type: { const: 'varchar' } } }, then: { properties: { data: { items: { type: 'string' } } } } },
+    { if: { properties: { type: { const: 'int64' } } }, then: { properties: { data: { type: 'array', items: INT64 } } } },
+    { if: { properties: { type: { const: 'varchar' } } }, then: { properties: { data: { type: 'array', items: { type: 'string' } } } } },
   ],
 } as const;
 

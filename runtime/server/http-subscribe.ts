@@ -21,11 +21,21 @@ import { stringifyJson } from './json';
 
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
 
+/** Instrumentation of the gateway, for tests and metrics to wait on instead of sleeping. */
+export interface HttpEvents {
+  /**
+   * `subscribe.open` (the 200 went out), `subscribe.blocked` (socket buffer full: not pulling),
+   * `subscribe.resumed` ('drain'), `subscribe.end` ({how: ended|disconnected|failed, delivered}).
+   */
+  emit(event: string, data: Record<string, unknown>): void;
+}
+
 export interface SubscriptionStreamOptions {
   clock: Clock;
   logger: Logger;
   /** A heartbeat line after this long without a line (ms). */
   heartbeatMs: number;
+  events?: HttpEvents;
 }
 
 type End = { kind: 'ended' } | { kind: 'disconnected' } | { kind: 'failed'; error: StreamingError };
@@ -84,6 +94,7 @@ export class SubscriptionStream {
     if (res.destroyed) return;
     res.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     this.streaming = true;
+    opts.events?.emit('subscribe.open', {});
     if (this.ended) {
       // Ended between open() and now.
       this.streaming = false;
@@ -96,8 +107,13 @@ export class SubscriptionStream {
       this.first = undefined;
       while (!this.ended) {
         if (next !== undefined) {
-          if (!this.writeLine(stringifyJson(next))) await this.drained();
+          const ok = this.writeLine(stringifyJson(next));
           this.delivered++;
+          if (!ok) {
+            opts.events?.emit('subscribe.blocked', { delivered: this.delivered });
+            await this.drained();
+            if (!this.ended) opts.events?.emit('subscribe.resumed', { delivered: this.delivered });
+          }
           if (this.ended) break;
         }
         // Race the pull with the end: a disconnect must not wait for the next message.
@@ -112,7 +128,9 @@ export class SubscriptionStream {
     } catch (e) {
       this.finish({ kind: 'failed', error: toStreamingError(e) });
     }
-    opts.logger.debug('subscription stream ended', { how: (this.ended as End | undefined)?.kind, delivered: this.delivered });
+    const how = (this.ended as End | undefined)?.kind;
+    opts.logger.debug('subscription stream ended', { how, delivered: this.delivered });
+    opts.events?.emit('subscribe.end', { how, delivered: this.delivered });
   }
 
   /** Ends the stream (with an error line such as ON_SHUTDOWN once streaming); the subscription is closed. */

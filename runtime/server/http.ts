@@ -33,7 +33,7 @@ import { pchannelOf } from '../message/types';
 import { validateInsert } from '../message/validate';
 import { HttpEdgeError, NOT_FOUND, httpStatusOf, normalizeError } from './http-errors';
 import { SCHEMAS, SUBSCRIBE_BODY, SUBSCRIBE_QUERY, TIMEOUT_HEADER } from './http-schemas';
-import { SubscriptionStream } from './http-subscribe';
+import { SubscriptionStream, type HttpEvents } from './http-subscribe';
 import { TxnRegistry } from './http-txns';
 import { decodeColumns, decodePrimaryKeys, decodeSubscribeParams, jsonReplacer, type JsonColumn, type JsonPrimaryKeys, type SubscribeParams } from './json';
 
@@ -55,6 +55,8 @@ export interface HttpServerOptions {
   heartbeatMs?: number;
   /** How long close() waits for in-flight requests before cutting their connections (ms). Default 5000. */
   closeTimeoutMs?: number;
+  /** Instrumentation events (see HttpEvents). */
+  events?: HttpEvents;
 }
 
 export interface HttpServer {
@@ -332,7 +334,7 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
     if (decoded.credits !== undefined) request.credits = decoded.credits;
 
     const sub = client.subscribe(request);
-    const stream = new SubscriptionStream(sub, reply.raw, { clock, logger, heartbeatMs });
+    const stream = new SubscriptionStream(sub, reply.raw, { clock, logger, heartbeatMs, ...(options.events ? { events: options.events } : {}) });
     streams.add(stream);
     try {
       if (!(await stream.open())) {

@@ -28,6 +28,12 @@ import { MetaCoordinatorStore } from '../../actors/coordinator/meta-coordinator-
 import { spawnStreamingNode } from '../../actors/streaming-node/node-actor';
 import type { NodeMsg, NodeStatus } from '../../actors/streaming-node/messages';
 import { walOptions } from '../../actors/wal/options';
+import { MemoryBudget } from '../../actors/wal/segments';
+import type { NodeWalDeps } from '../../actors/streaming-node/node-actor';
+import type { ObjectStore } from '../../storage/objects/object-store';
+import { openObjectStore } from '../../storage/objects/open';
+import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
+import { SegmentFlushWorker } from '../../storage/flush/flush-worker';
 
 export interface StandaloneOverrides {
   clock?: Clock;
@@ -48,7 +54,7 @@ export class StandaloneServer {
     private readonly system: Ref<never>,
     private readonly coordinator: Ref<CoordinatorMsg>,
     private readonly nodes: Map<string, Ref<NodeMsg>>,
-    private readonly resources: { meta: MetaStore; oracle: TimestampOracle; backend: WalBackend },
+    private readonly resources: { meta: MetaStore; oracle: TimestampOracle; backend: WalBackend; objects: ObjectStore; flushQueue: InlineFlushQueue },
     private readonly logger: Logger,
   ) {}
 
@@ -60,9 +66,20 @@ export class StandaloneServer {
     const meta = await EmbeddedMetaStore.open({ dir: path.join(dataDir, 'meta'), clock });
     let oracle: TimestampOracle | undefined;
     let backend: WalBackend | undefined;
+    let objects: ObjectStore | undefined;
+    let flushQueue: InlineFlushQueue | undefined;
     try {
       oracle = await TimestampOracle.open({ store: new FileTsoStore(path.join(dataDir, 'tso', 'bound.json')), clock });
       backend = createBackend(config, dataDir, clock);
+      objects = await openObjectStore(config.objectStore, clock);
+      flushQueue = new InlineFlushQueue(new SegmentFlushWorker({ backend, objects, meta, root: config.objectStore.rootPath }), clock);
+      const walShared: NodeWalDeps = {
+        meta,
+        flushQueue,
+        segmentIds: { next: () => meta.nextId('segment') },
+        segmentLimits: { maxRows: config.segment.maxRows, maxBytes: config.segment.maxBytes, maxIdleMs: config.segment.maxIdleMs, maxLifetimeMs: config.segment.maxLifetimeMs },
+        recovery: config.recovery,
+      };
       const system = start() as Ref<never>;
       const nodes = new Map<string, Ref<NodeMsg>>();
       const nodeIds = Array.from({ length: config.standalone.streamingNodes }, (_, i) => `${config.nodeId}-${i}`);
@@ -88,6 +105,8 @@ export class StandaloneServer {
         const ref = spawnStreamingNode(system, {
           nodeId,
           backend: overrides.backendFor ? overrides.backendFor(nodeId, shared) : shared,
+          wal: walShared,
+          memoryBudget: new MemoryBudget(config.segment.memoryHighWaterBytes, config.segment.memoryLowWaterBytes),
           newTso: () => new TsoAllocator({ source: tsoSource, clock }),
           clock,
           walOptions: opts,
@@ -97,11 +116,13 @@ export class StandaloneServer {
         nodes.set(nodeId, ref);
         dispatch(coordinator, { type: 'nodeUp', nodeId });
       }
-      const server = new StandaloneServer(config, client, nodeIds, system, coordinator, nodes, { meta, oracle, backend }, logger);
+      const server = new StandaloneServer(config, client, nodeIds, system, coordinator, nodes, { meta, oracle, backend, objects, flushQueue }, logger);
       await server.waitUntilReady(overrides.readyTimeoutMs ?? 60_000, clock);
       logger.info('walstream standalone ready', { dataDir, nodes: nodeIds, pchannels: config.pchannels.count, walBackend: config.wal.backend });
       return server;
     } catch (e) {
+      await flushQueue?.close().catch(() => undefined);
+      await objects?.close().catch(() => undefined);
       await oracle?.close().catch(() => undefined);
       await backend?.close().catch(() => undefined);
       await meta.close().catch(() => undefined);
@@ -121,6 +142,19 @@ export class StandaloneServer {
       }
       a = await transport.watchAssignment(a.version, remaining);
     }
+  }
+
+  /** The in-process flush queue (standalone runs flush jobs itself). */
+  get flushQueue(): InlineFlushQueue {
+    return this.resources.flushQueue;
+  }
+
+  get objects(): ObjectStore {
+    return this.resources.objects;
+  }
+
+  get meta(): MetaStore {
+    return this.resources.meta;
   }
 
   get dataDir(): string {
@@ -147,6 +181,8 @@ export class StandaloneServer {
       ),
     );
     stop(this.system);
+    await this.resources.flushQueue.close().catch(() => undefined);
+    await this.resources.objects.close().catch(() => undefined);
     await this.resources.oracle.close().catch(() => undefined);
     await this.resources.backend.close().catch(() => undefined);
     await this.resources.meta.close().catch(() => undefined);

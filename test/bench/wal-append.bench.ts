@@ -7,16 +7,11 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { start, stop } from 'nact';
-import { systemClock } from '../../runtime/clock';
 import { encodeMessage } from '../../runtime/message/codec';
 import type { CollectionSchema, InsertMessage, LogMessage, NewMessage } from '../../runtime/message/types';
-import { MemoryTsoStore, TimestampOracle, TsoAllocator } from '../../runtime/tso';
 import type { WalBackend } from '../../storage/wal/backend';
 import { LocalWalBackend } from '../../storage/wal/local/local-backend';
-import { spawnWal } from '../../actors/wal/wal-actor';
-import { WalHandle } from '../../actors/wal/wal-handle';
-import { walOptions } from '../../actors/wal/options';
+import { walFixture } from '../support/wal-fixture';
 import { fmt, percentile, printTable, progress, type Row } from './table';
 
 const VCH = 'bench_1v0';
@@ -73,11 +68,7 @@ async function bareLoop(dir: string, fsync: Fsync, recordBytes: number, batch: n
 }
 
 async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: number): Promise<{ rate: number; p50: number; p99: number; avgBatch: number }> {
-  const system = start();
   const backend = new LocalWalBackend({ dir: path.join(dir, `wal-${fsync}-${appenders}`), fsync, fsyncIntervalMs: 50 });
-  const clock = systemClock;
-  const oracle = await TimestampOracle.open({ store: new MemoryTsoStore(), clock });
-  const tso = new TsoAllocator({ source: oracle, clock, batchSize: 10_000 });
   let writes = 0;
   const counting: WalBackend = {
     name: backend.name,
@@ -92,10 +83,10 @@ async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: 
       return log;
     },
   };
-  const ref = spawnWal(system, { channel: { name: 'bench', term: 1, accessMode: 'rw' }, backend: counting, tso, clock, options: walOptions({}) });
-  const wal = new WalHandle(ref, 'bench');
+  const fx = await walFixture(counting);
+  const wal = await fx.open('bench', 1);
   await wal.ready();
-  await wal.append({ type: 'CreateCollection', vchannel: VCH, header: { collectionId: 1, partitionIds: [10] }, body: { collectionName: 'bench', schema: SCHEMA, partitions: [{ id: 10, name: '_default' }] } });
+  await wal.append(createBenchCollection());
   const lat: number[] = [];
   let n = 0;
   const writes0 = writes;
@@ -114,29 +105,21 @@ async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: 
   );
   const dt = (performance.now() - t0) / 1000;
   const batches = writes - writes0;
-  await wal.close();
-  stop(system);
-  await backend.close();
-  await oracle.close();
+  await fx.close();
   lat.sort((a, b) => a - b);
   return { rate: n / dt, p50: percentile(lat, 50), p99: percentile(lat, 99), avgBatch: n / Math.max(1, batches) };
 }
 
+function createBenchCollection(): NewMessage {
+  return { type: 'CreateCollection', vchannel: VCH, header: { collectionId: 1, partitionIds: [10] }, body: { collectionName: 'bench', schema: SCHEMA, partitions: [{ id: 10, name: '_default' }] } };
+}
+
 async function tailRun(dir: string, messages: number, readers: number): Promise<{ rate: number; bare: number }> {
-  const system = start();
   const backend = new LocalWalBackend({ dir: path.join(dir, `tail-${readers}`), fsync: 'interval', fsyncIntervalMs: 50 });
-  const oracle = await TimestampOracle.open({ store: new MemoryTsoStore(), clock: systemClock });
-  const tso = new TsoAllocator({ source: oracle, clock: systemClock, batchSize: 10_000 });
-  const ref = spawnWal(system, {
-    channel: { name: 'tail', term: 1, accessMode: 'rw' },
-    backend,
-    tso,
-    clock: systemClock,
-    options: walOptions({ writeAheadBuffer: { capacityBytes: 1 << 30, keepaliveMs: 600_000 }, timetickIntervalMs: 60_000 }),
-  });
-  const wal = new WalHandle(ref, 'tail');
+  const fx = await walFixture(backend);
+  const wal = await fx.open('tail', 1, { writeAheadBuffer: { capacityBytes: 1 << 30, keepaliveMs: 600_000 }, timetickIntervalMs: 60_000 });
   const first = await wal.ready();
-  await wal.append({ type: 'CreateCollection', vchannel: VCH, header: { collectionId: 1, partitionIds: [10] }, body: { collectionName: 'bench', schema: SCHEMA, partitions: [{ id: 10, name: '_default' }] } });
+  await wal.append(createBenchCollection());
   const inflight: Promise<unknown>[] = [];
   for (let i = 0; i < messages; i++) {
     inflight.push(wal.append(insert()));
@@ -173,10 +156,7 @@ async function tailRun(dir: string, messages: number, readers: number): Promise<
     }),
   );
   const bare = sinks.reduce((a, b) => a + b, 0) / ((performance.now() - b0) / 1000);
-  await wal.close();
-  stop(system);
-  await backend.close();
-  await oracle.close();
+  await fx.close();
   return { rate, bare };
 }
 

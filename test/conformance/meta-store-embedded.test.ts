@@ -180,5 +180,3 @@ async function stop(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
   await exited;
 }
-
-afterAll(async () => { console.error('HANDLES embedded', (process as unknown as { _getActiveHandles(): Array<{ _idleTimeout?: number; _onTimeout?: () => void; constructor: { name: string } }> })._getActiveHandles().map((h) => `${h.constructor.name} ${h._idleTimeout ?? ''} ${String(h._onTimeout ?? '').slice(0, 300)}`).join('\n')); });

@@ -36,7 +36,7 @@ afterAll(async () => {
   if (admin.status === 'ready') {
     await deleteByPattern(`${RUN}:*`);
     await admin.quit();
-  } else {
+  } else if (admin.status !== 'end') {
     admin.disconnect();
   }
 });
@@ -188,5 +188,3 @@ function freePort(): Promise<number> {
     });
   });
 }
-
-afterAll(async () => { console.error('HANDLES redis', (process as unknown as { _getActiveHandles(): Array<{ _idleTimeout?: number; _onTimeout?: () => void; constructor: { name: string } }> })._getActiveHandles().map((h) => `${h.constructor.name} ${h._idleTimeout ?? ''} ${String(h._onTimeout ?? '').slice(0, 300)}`).join('\n')); });

@@ -2,7 +2,15 @@
  * Builds WALs for tests: an actor system, a backend, a timestamp oracle, and WAL handles.
  * Also the small message builders tests share.
  */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
 import { start, stop, type Ref } from 'nact';
+import type { MetaStore } from '../../storage/meta/meta-store';
+import { EmbeddedMetaStore } from '../../storage/meta/embedded/embedded-meta-store';
+import type { SegmentLimits } from '../../actors/wal/segments';
+import type { RecoveryOptions } from '../../actors/recovery-storage/recovery-actor';
+import { RecordingFlushQueue } from './recording-flush-queue';
 import { SteppableClock, systemClock, type Clock } from '../../runtime/clock';
 import { MemoryTsoStore, TimestampOracle, TsoAllocator } from '../../runtime/tso';
 import type { CollectionSchema, NewMessage, InsertMessage, LogMessage } from '../../runtime/message/types';
@@ -22,6 +30,8 @@ export const SCHEMA: CollectionSchema = {
 
 export interface WalFixture {
   system: Ref<never>;
+  meta: MetaStore;
+  flushQueue: RecordingFlushQueue;
   clock: SteppableClock;
   oracle: TimestampOracle;
   backend: WalBackend;
@@ -29,19 +39,41 @@ export interface WalFixture {
   close(): Promise<void>;
 }
 
-export async function walFixture(backend: WalBackend, base: Clock = systemClock): Promise<WalFixture> {
+export async function walFixture(backend: WalBackend, base: Clock = systemClock, opts: { segmentLimits?: SegmentLimits; recovery?: Partial<RecoveryOptions> } = {}): Promise<WalFixture> {
   const system = start() as Ref<never>;
   const clock = new SteppableClock(base);
+  const metaDir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-meta-'));
+  const meta = await EmbeddedMetaStore.open({ dir: metaDir, clock });
+  const flushQueue = new RecordingFlushQueue();
   const oracle = await TimestampOracle.open({ store: new MemoryTsoStore(), clock });
   const handles: WalHandle[] = [];
   return {
     system,
+    meta,
+    flushQueue,
     clock,
     oracle,
     backend,
     async open(pchannel, term, options = {}) {
       const tso = new TsoAllocator({ source: oracle, clock });
-      const ref = spawnWal(system, { channel: { name: pchannel, term, accessMode: 'rw' }, backend, tso, clock, options: walOptions(options) }, { name: `wal-${pchannel}-t${term}` });
+      // The coordinator raises the pchannel's fencing term before it opens the WAL; so does the fixture.
+      for (let cur = await meta.pchannelTerm(pchannel); cur < term; cur = await meta.pchannelTerm(pchannel)) await meta.bumpTerm(pchannel, cur);
+      const ref = spawnWal(
+        system,
+        {
+          channel: { name: pchannel, term, accessMode: 'rw' },
+          backend,
+          tso,
+          clock,
+          options: walOptions(options),
+          meta,
+          flushQueue,
+          segmentIds: { next: () => meta.nextId('segment') },
+          ...(opts.segmentLimits ? { segmentLimits: opts.segmentLimits } : {}),
+          ...(opts.recovery ? { recovery: opts.recovery } : {}),
+        },
+        { name: `wal-${pchannel}-t${term}` },
+      );
       const h = new WalHandle(ref, pchannel, 10_000);
       handles.push(h);
       return h;
@@ -51,6 +83,8 @@ export async function walFixture(backend: WalBackend, base: Clock = systemClock)
       stop(system);
       await oracle.close();
       await backend.close();
+      await meta.close();
+      await fs.rm(metaDir, { recursive: true, force: true });
     },
   };
 }

@@ -21,6 +21,10 @@ export class TxnBuffer {
     return this.open.size;
   }
 
+  isOpen(txnId: bigint): boolean {
+    return this.open.has(txnId);
+  }
+
   /** Returns what to deliver for `msg`: itself, an assembled Txn, or nothing. */
   handle(msg: LogMessage): LogMessage | undefined {
     switch (msg.type) {

@@ -1,0 +1,142 @@
+/**
+ * Recovery state of one pchannel (pure): vchannel meta, segment meta and the checkpoint, kept
+ * current by observing every persisted message, with dirty tracking for persistence. The
+ * checkpoint (id, timetick) says: every message with timetick ≤ it is reflected in this state;
+ * recovery replays from its id and skips what is at or below its timetick.
+ */
+import type { MessageId } from '../../runtime/message/message-id';
+import type { LogMessage } from '../../runtime/message/types';
+import { VChannelMeta } from '../wal/vchannel-meta';
+
+export interface Checkpoint {
+  id: MessageId;
+  /** Decimal string of the timetick. */
+  timetick: string;
+}
+
+export interface SegmentRecord {
+  segmentId: number;
+  vchannel: string;
+  collectionId: number;
+  partitionId: number;
+  /** growing → sealed (its flush marker is written) → flushed (its files are committed); dropped with its collection/partition. */
+  state: 'growing' | 'sealed' | 'flushed' | 'dropped';
+  rows: number;
+  bytes: number;
+  maxRows: number;
+  maxBytes: number;
+  createId: MessageId;
+  createTimetick: string;
+  flushId?: MessageId;
+  flushTimetick?: string;
+}
+
+export class RecoveryState {
+  readonly vchannels = new VChannelMeta();
+  readonly segments = new Map<number, SegmentRecord>();
+  checkpoint: Checkpoint | undefined;
+  /** Checkpoint as last persisted. */
+  persistedCheckpoint: Checkpoint | undefined;
+  readonly dirtyVChannels = new Set<string>();
+  readonly dirtySegments = new Set<number>();
+  dirtyMessages = 0;
+
+  /** Applies one persisted message; returns segments that just got their flush marker. */
+  observe(m: LogMessage): SegmentRecord[] {
+    const sealed: SegmentRecord[] = [];
+    switch (m.type) {
+      case 'CreateCollection':
+      case 'CreatePartition':
+        this.vchannels.apply(m);
+        this.dirtyVChannels.add(m.vchannel);
+        break;
+      case 'DropCollection':
+      case 'DropPartition':
+        this.vchannels.apply(m);
+        this.dirtyVChannels.add(m.vchannel);
+        for (const s of this.segments.values()) {
+          if (s.vchannel !== m.vchannel || s.collectionId !== m.header.collectionId) continue;
+          if (m.type === 'DropPartition' && s.partitionId !== m.header.partitionId) continue;
+          if (s.state === 'flushed') continue;
+          s.state = 'dropped';
+          this.dirtySegments.add(s.segmentId);
+        }
+        break;
+      case 'CreateSegment':
+        if (!this.segments.has(m.header.segmentId)) {
+          this.segments.set(m.header.segmentId, {
+            segmentId: m.header.segmentId,
+            vchannel: m.vchannel,
+            collectionId: m.header.collectionId,
+            partitionId: m.header.partitionId,
+            state: 'growing',
+            rows: 0,
+            bytes: 0,
+            maxRows: m.header.maxRows,
+            maxBytes: m.header.maxBytes,
+            createId: m.id,
+            createTimetick: m.timetick.toString(),
+          });
+          this.dirtySegments.add(m.header.segmentId);
+        }
+        break;
+      case 'Insert': {
+        const s = this.segments.get(m.header.segmentId);
+        if (s && s.state === 'growing') {
+          s.rows += m.header.rows;
+          s.bytes += m.header.bytes;
+          this.dirtySegments.add(s.segmentId);
+        }
+        break;
+      }
+      case 'Flush':
+        this.markSealed(m.header.segmentId, m, sealed);
+        break;
+      case 'ManualFlush':
+        for (const id of m.header.segmentIds) this.markSealed(id, m, sealed);
+        break;
+      default:
+        break;
+    }
+    this.checkpoint = { id: m.lastConfirmedId === '' ? m.id : m.lastConfirmedId, timetick: m.timetick.toString() };
+    this.dirtyMessages++;
+    return sealed;
+  }
+
+  private markSealed(segmentId: number, m: LogMessage, out: SegmentRecord[]): void {
+    const s = this.segments.get(segmentId);
+    if (!s || s.state !== 'growing') return;
+    s.state = 'sealed';
+    s.flushId = m.id;
+    s.flushTimetick = m.timetick.toString();
+    this.dirtySegments.add(segmentId);
+    out.push(s);
+  }
+
+  /** The flush worker committed the segment. */
+  markFlushed(segmentId: number): void {
+    const s = this.segments.get(segmentId);
+    if (!s || s.state === 'flushed') return;
+    s.state = 'flushed';
+    this.dirtySegments.add(segmentId);
+  }
+
+  /** Segments sealed but not yet flushed: their flush jobs must exist. */
+  pendingFlush(): SegmentRecord[] {
+    return [...this.segments.values()].filter((s) => s.state === 'sealed' && s.flushId !== undefined);
+  }
+
+  /**
+   * Where the WAL may be truncated: below the persisted checkpoint and below the first position
+   * of every segment not yet flushed (its rows are still only in the WAL).
+   */
+  truncationPoint(): MessageId | undefined {
+    const cp = this.persistedCheckpoint;
+    if (!cp) return undefined;
+    let point = cp.id;
+    for (const s of this.segments.values()) {
+      if ((s.state === 'growing' || s.state === 'sealed') && s.createId < point) point = s.createId;
+    }
+    return point;
+  }
+}

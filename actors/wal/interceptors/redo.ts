@@ -1,0 +1,32 @@
+/**
+ * Redo interceptor (outermost): an inner step that must wait for something (a new growing segment)
+ * throws `Redo` instead of waiting with a timetick in hand; the message then runs through the
+ * chain again once that is done, with a fresh timetick. Locks are released while it waits.
+ */
+import type { Message } from '../../../runtime/message/types';
+import type { AppendNext, AppendResult, Interceptor } from './interceptor';
+
+export class Redo extends Error {
+  constructor(readonly until: Promise<void>) {
+    super('redo');
+    this.name = 'Redo';
+  }
+}
+
+/** Most redos of one message before giving up (a segment that keeps filling up under it). */
+const MAX_REDOS = 100;
+
+export class RedoInterceptor implements Interceptor {
+  readonly name = 'redo';
+
+  async doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await next(msg);
+      } catch (e) {
+        if (!(e instanceof Redo) || attempt >= MAX_REDOS) throw e;
+        await e.until;
+      }
+    }
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * WAL backend on Redis Streams (ioredis): one stream per pchannel, fencing terms in Redis, every
+ * multi-step change one Lua script (scripts/*.lua, registered by scripts/loader.ts), every key from
+ * keys.ts, negative script replies mapped to typed errors by error-codes.ts. See ./README.md for the
+ * key layout, the id format, the fencing argument and what an acknowledged append means.
+ *
+ * Connections: one command connection (given, or created from a URL) carries appends, truncates,
+ * opens and catch-up reads, in call order; each tail reader gets its own dedicated connection for
+ * XREAD BLOCK (at most `maxReaders` at once).
+ */
+import { Redis } from 'ioredis';
+import type { Clock } from '../../../runtime/clock';
+import type { AccessMode, PChannelInfo, WalBackend, WalLog } from '../backend';
+import { ErrorCode, StreamingError, invalidArgument, isStreamingError } from '../../../runtime/errors';
+import { errorCodeOf, expectInteger, walScriptError } from './error-codes';
+import type { WalKeys } from './keys';
+import { type RedisWalBackendOptions, type ResolvedRedisWalOptions, resolveRedisWalOptions } from './options';
+import type { TailConnection } from './redis-reader';
+import { RedisWalLog } from './redis-wal-log';
+import { WAL_SCRIPTS, registerScripts, type ScriptRunner, type WalScriptName } from './scripts/loader';
+
+export type { RedisWalBackendOptions, RedisWalLogger } from './options';
+export { REDIS_WAL_DEFAULTS } from './options';
+
+/** XTRIM MINID and exclusive XRANGE bounds arrived in Redis 6.2. */
+const MIN_REDIS_VERSION: readonly [number, number] = [6, 2];
+const DEFAULT_CONNECTION_NAME = 'walstream-wal';
+
+export class RedisWalBackend implements WalBackend {
+  readonly name = 'redis';
+  readonly keys: WalKeys;
+  private readonly logs = new Set<RedisWalLog>();
+  private readonly tails = new Set<Redis>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    /** @internal The command connection. */
+    readonly client: Redis,
+    private readonly ownsClient: boolean,
+    /** @internal */
+    readonly scripts: ScriptRunner<WalScriptName>,
+    /** @internal */
+    readonly opts: ResolvedRedisWalOptions,
+  ) {
+    this.keys = opts.keys;
+  }
+
+  /**
+   * Validates the options, connects (URL form) or checks the given client, verifies the Redis version
+   * (≥ 6.2) and registers the scripts. Fails with a clear, retriable INNER error when Redis does not answer.
+   */
+  static async connect(options: RedisWalBackendOptions): Promise<RedisWalBackend> {
+    const opts = resolveRedisWalOptions(options);
+    let client: Redis;
+    const owns = typeof opts.redis === 'string';
+    if (typeof opts.redis === 'string') {
+      client = new Redis(opts.redis, { connectionName: DEFAULT_CONNECTION_NAME, connectTimeout: opts.connectTimeoutMs, lazyConnect: true });
+      client.on('error', (e: unknown) => opts.logger.debug('redis connection error', { error: String(e) }));
+    } else {
+      client = opts.redis;
+    }
+    try {
+      if (owns) await client.connect();
+      const info = await withTimeout(opts.clock, client.info('server'), opts.connectTimeoutMs, 'INFO server');
+      checkVersion(info);
+    } catch (e) {
+      if (owns) client.disconnect();
+      if (isStreamingError(e)) throw e;
+      throw unreachable(client, opts.connectTimeoutMs, e);
+    }
+    return new RedisWalBackend(client, owns, registerScripts(client, WAL_SCRIPTS), opts);
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Tail connections currently open (for tests and metrics). */
+  get tailConnections(): number {
+    return this.tails.size;
+  }
+
+  async open(channel: PChannelInfo): Promise<WalLog> {
+    validateChannel(channel);
+    if (this.closed) throw backendClosed();
+    const info: PChannelInfo = { name: channel.name, term: channel.term, accessMode: channel.accessMode };
+    let epoch: number | undefined;
+    if (info.accessMode === 'rw') epoch = await this.claim(info);
+    const log = new RedisWalLog(info, this, epoch);
+    this.logs.add(log);
+    if (this.closed) {
+      await log.close();
+      throw backendClosed();
+    }
+    return log;
+  }
+
+  /**
+   * Refuses new work, ends every reader at once, waits (≤ closeTimeoutMs) for appends already sent,
+   * disconnects the tail connections and quits the command connection if the backend created it
+   * (a given client is left open). Idempotent; never throws.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const { clock, closeTimeoutMs, logger } = this.opts;
+      for (const l of this.logs) l.interruptReaders();
+      const drained = await withTimeout(clock, Promise.allSettled([...this.logs].map((l) => l.close())), closeTimeoutMs, 'draining appends').then(
+        (results) => {
+          for (const r of results) if (r.status === 'rejected') logger.warn('closing a wal log failed', { error: String(r.reason) });
+          return true;
+        },
+        () => false,
+      );
+      if (!drained) logger.warn('redis wal close: appends still in flight after closeTimeoutMs; disconnecting', { closeTimeoutMs });
+      this.logs.clear();
+      for (const t of this.tails) t.disconnect();
+      this.tails.clear();
+      if (this.ownsClient) {
+        const quit = drained ? await withTimeout(clock, this.client.quit(), closeTimeoutMs, 'QUIT').then(() => true, () => false) : false;
+        if (!quit) this.client.disconnect();
+      }
+    })();
+    return this.closing;
+  }
+
+  /** @internal */
+  forget(log: RedisWalLog): void {
+    this.logs.delete(log);
+  }
+
+  /** @internal A dedicated connection for one tail reader, within the `maxReaders` cap. */
+  openTailConnection(): TailConnection {
+    if (this.closed) throw backendClosed();
+    if (this.tails.size >= this.opts.maxReaders) {
+      throw new StreamingError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `redis wal: ${this.tails.size} tail readers already hold a connection (maxReaders ${this.opts.maxReaders})`,
+        { details: { maxReaders: this.opts.maxReaders } },
+      );
+    }
+    const name = this.client.options.connectionName ?? DEFAULT_CONNECTION_NAME;
+    const connection = this.client.duplicate({
+      connectionName: `${name}-tail`,
+      // A user's commandTimeout would cut every BLOCK short; the block itself is bounded by tailBlockMs.
+      commandTimeout: undefined,
+      lazyConnect: false,
+    });
+    connection.on('error', (e: unknown) => this.opts.logger.debug('redis tail connection error', { error: String(e) }));
+    this.tails.add(connection);
+    let released = false;
+    return {
+      connection,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.tails.delete(connection);
+        connection.disconnect();
+      },
+    };
+  }
+
+  /** Runs open-1.lua: the term becomes current (≥ the stored one) and this open gets a new epoch. */
+  private async claim(info: PChannelInfo): Promise<number> {
+    const termKey = this.keys.term(info.name);
+    let reply: unknown;
+    try {
+      reply = await this.scripts.run('open', [termKey], [info.term]);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      throw new StreamingError(ErrorCode.INNER, `redis wal: opening pchannel ${info.name} failed: ${message}`, {
+        cause: e,
+        details: { pchannel: info.name },
+      });
+    }
+    const code = errorCodeOf(reply);
+    if (code !== undefined) {
+      const current = await this.client.hget(termKey, 'term').catch(() => null);
+      throw walScriptError(code, {
+        script: 'open',
+        pchannel: info.name,
+        term: info.term,
+        ...(current !== null && current !== undefined ? { currentTerm: Number(current) } : {}),
+      });
+    }
+    return expectInteger(reply, { script: 'open', pchannel: info.name, term: info.term });
+  }
+}
+
+function validateChannel(channel: PChannelInfo): void {
+  if (channel === null || typeof channel !== 'object') throw invalidArgument('pchannel info must be an object');
+  if (typeof channel.name !== 'string' || channel.name.length === 0) throw invalidArgument('pchannel name must be non-empty');
+  if (!Number.isSafeInteger(channel.term) || channel.term < 0) {
+    throw invalidArgument(`term of pchannel ${channel.name} must be a non-negative integer`, { term: channel.term });
+  }
+  const modes: readonly AccessMode[] = ['rw', 'ro'];
+  if (!modes.includes(channel.accessMode)) throw invalidArgument(`access mode must be rw or ro`, { accessMode: channel.accessMode });
+}
+
+function backendClosed(): StreamingError {
+  return new StreamingError(ErrorCode.ON_SHUTDOWN, 'redis wal backend is closed');
+}
+
+function checkVersion(info: string): void {
+  const version = /redis_version:(\d+)\.(\d+)/.exec(info);
+  const major = Number(version?.[1] ?? 0);
+  const minor = Number(version?.[2] ?? 0);
+  const [wantMajor, wantMinor] = MIN_REDIS_VERSION;
+  if (major < wantMajor || (major === wantMajor && minor < wantMinor)) {
+    throw new StreamingError(
+      ErrorCode.UNRECOVERABLE,
+      `redis wal needs Redis >= ${wantMajor}.${wantMinor} (XTRIM MINID, exclusive XRANGE); the server reports ${version ? `${major}.${minor}` : 'no version'}`,
+      { details: { major, minor }, retriable: false },
+    );
+  }
+}
+
+function unreachable(client: Redis, timeoutMs: number, e: unknown): StreamingError {
+  const { host, port } = client.options;
+  const message = e instanceof Error ? e.message : String(e);
+  return new StreamingError(
+    ErrorCode.INNER,
+    `redis wal: cannot reach Redis at ${host ?? '?'}:${port ?? '?'} (timeout ${timeoutMs} ms): ${message}. Is redis-server running there?`,
+    { cause: e, details: { host, port } },
+  );
+}
+
+function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number, what: string): Promise<T> {
+  let cancel = (): void => undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    const t = clock.setTimeout(() => reject(new Error(`${what}: no reply within ${ms} ms`)), ms);
+    cancel = () => t.cancel();
+  });
+  return Promise.race([p, timeout]).finally(cancel);
+}
