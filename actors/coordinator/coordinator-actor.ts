@@ -13,7 +13,8 @@ import { ErrorCode, StreamingError, invalidArgument, toStreamingError } from '..
 import { createLogger, type Logger } from '../../runtime/logger';
 import { vchannelName, type Message } from '../../runtime/message/types';
 import { validateSchema } from '../../runtime/message/validate';
-import type { ClusterStatus, CollectionInfo, CreateCollectionRequest, PartitionInfo, TransferResult } from '../../runtime/client/api';
+import { randomUUID } from 'node:crypto';
+import type { ClusterStatus, CollectionInfo, CreateCollectionRequest, FlushResult, PartitionInfo, TransferResult } from '../../runtime/client/api';
 import type { Router } from '../../runtime/client/router';
 import type { Assignment } from '../../runtime/client/transport';
 import type { NodeStatus } from '../streaming-node/messages';
@@ -172,6 +173,8 @@ class CoordinatorCore {
         return reply(msg.replyTo, this.dropPartition(msg.collection, msg.partition));
       case 'describeCollection':
         return reply(msg.replyTo, Promise.resolve().then(() => publicInfo(this.collectionByName(msg.name))));
+      case 'flushCollection':
+        return reply(msg.replyTo, this.flushCollection(msg.name));
       case 'listCollections':
         dispatch(msg.replyTo, { ok: true, value: [...this.collections.values()].filter((c) => c.state !== 'dropped').map(publicInfo) });
         return;
@@ -544,6 +547,26 @@ class CoordinatorCore {
     c.state = 'dropped';
     await this.deps.store.saveCollection(c);
     this.logger.info('collection dropped', { name: c.name, id: c.id });
+  }
+
+  private flushCollection(name: string): Promise<FlushResult> {
+    return this.serialDdl(name, async () => {
+      const c = this.collectionByName(name);
+      const router = this.deps.router();
+      const deadline = this.deps.clock.monotonic() + this.opts.ddlTimeoutMs;
+      const tag = randomUUID();
+      const segments = await Promise.all(
+        c.vchannels.map(async (vchannel) => {
+          const r = await router.append(
+            { type: 'ManualFlush', vchannel, idempotencyKey: `ddl:flush:${tag}:${vchannel}`, header: { collectionId: c.id, flushTs: 0n, segmentIds: [] }, body: {} },
+            deadline,
+          );
+          return { vchannel, segmentIds: r.extra?.segmentIds ?? [] };
+        }),
+      );
+      this.logger.info('collection flushed', { name, segments });
+      return { collection: name, segments };
+    });
   }
 
   private createPartition(collection: string, partition: string): Promise<PartitionInfo> {

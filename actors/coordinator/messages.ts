@@ -6,7 +6,7 @@
 import type { Ref } from 'nact';
 import type { StreamingError } from '../../runtime/errors';
 import type { Reply } from '../wal/messages';
-import type { ClusterStatus, CollectionInfo, CreateCollectionRequest, PartitionInfo, TransferResult } from '../../runtime/client/api';
+import type { ClusterStatus, CollectionInfo, CreateCollectionRequest, FlushResult, PartitionInfo, TransferResult } from '../../runtime/client/api';
 import type { Assignment } from '../../runtime/client/transport';
 import type { PChannelMeta } from './channel-meta';
 import type { CollectionRecord } from './store';
@@ -24,6 +24,7 @@ export type CoordinatorMsg =
   | { type: 'dropPartition'; collection: string; partition: string; replyTo: Ref<Reply<void>> }
   | { type: 'describeCollection'; name: string; replyTo: Ref<Reply<CollectionInfo>> }
   | { type: 'listCollections'; replyTo: Ref<Reply<CollectionInfo[]>> }
+  | { type: 'flushCollection'; name: string; replyTo: Ref<Reply<FlushResult>> }
   | { type: 'status'; replyTo: Ref<Reply<ClusterStatus>> }
   | { type: 'shutdown'; replyTo: Ref<Reply<void>> }
   // completions

@@ -135,7 +135,8 @@ export class WalCore {
           },
           now: () => deps.clock.monotonic(),
           createSegment: (v, c, p) => this.createSegment(v, c, p),
-          flushSegments: (segs) => this.flushSegments(segs),
+          // Later, not now: the insert that sealed them already holds a timetick and must reach the pipe first.
+          flushSegments: (segs) => queueMicrotask(() => this.flushSegments(segs)),
         }),
       ],
       (msg) => this.enqueue(msg),

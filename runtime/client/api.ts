@@ -65,6 +65,12 @@ export interface WriteResult {
   appends: { vchannel: string; rows: number; result: AppendResult }[];
 }
 
+export interface FlushResult {
+  collection: string;
+  /** Segments sealed by this flush, per vchannel. */
+  segments: { vchannel: string; segmentIds: number[] }[];
+}
+
 export interface SubscribeRequest {
   /** Exactly one of vchannel / pchannel. */
   vchannel?: string;
@@ -136,6 +142,12 @@ export interface WalstreamClient {
   dropPartition(collection: string, partition: string, o?: CallOptions): Promise<void>;
   describeCollection(name: string, o?: CallOptions): Promise<CollectionInfo>;
   listCollections(o?: CallOptions): Promise<CollectionInfo[]>;
+
+  /**
+   * Seals every growing segment of the collection (a ManualFlush on each of its vchannels) and
+   * returns their ids; their files reach object storage in the background (`flushed` in status).
+   */
+  flush(collection: string, o?: CallOptions): Promise<FlushResult>;
 
   insert(req: InsertRequest, o?: CallOptions): Promise<WriteResult>;
   delete(req: DeleteRequest, o?: CallOptions): Promise<WriteResult>;

@@ -17,6 +17,7 @@ import type {
   CollectionInfo,
   CreateCollectionRequest,
   DeleteRequest,
+  FlushResult,
   InsertRequest,
   PartitionInfo,
   SubscribeRequest,
@@ -123,6 +124,11 @@ export class Client implements WalstreamClient {
     if (!p) p = (await this.describeCollection(info.name, o)).partitions.find((x) => x.name === name);
     if (!p) throw invalidArgument(`partition ${JSON.stringify(name)} does not exist in ${info.name}`, { field: 'partition', reason: 'not found' });
     return p.id;
+  }
+
+  flush(collection: string, o?: CallOptions): Promise<FlushResult> {
+    this.check();
+    return this.coordinator.flushCollection(collection, this.timeout(o));
   }
 
   // ------------------------------------------------------------------ writes

@@ -6,7 +6,7 @@ import type { Message, NewMessage } from '../message/types';
 import type { CoordinatorMsg } from '../../actors/coordinator/messages';
 import type { NodeMsg } from '../../actors/streaming-node/messages';
 import type { Scanner, SubscribeOptions } from '../../actors/wal/scanner/scanner';
-import type { AppendResult, ClusterStatus, CollectionInfo, CreateCollectionRequest, PartitionInfo, TransferResult } from './api';
+import type { AppendResult, ClusterStatus, CollectionInfo, CreateCollectionRequest, FlushResult, PartitionInfo, TransferResult } from './api';
 import type { Assignment, CoordinatorTransport, NodeSubscription, NodeTransport } from './transport';
 
 export class InProcessCoordinatorTransport implements CoordinatorTransport {
@@ -36,6 +36,9 @@ export class InProcessCoordinatorTransport implements CoordinatorTransport {
   }
   describeCollection(name: string, timeoutMs: number): Promise<CollectionInfo> {
     return this.q((replyTo) => ({ type: 'describeCollection', name, replyTo }), timeoutMs, `describe collection ${name}`);
+  }
+  flushCollection(name: string, timeoutMs: number): Promise<FlushResult> {
+    return this.q((replyTo) => ({ type: 'flushCollection', name, replyTo }), timeoutMs, `flush collection ${name}`);
   }
   listCollections(timeoutMs: number): Promise<CollectionInfo[]> {
     return this.q((replyTo) => ({ type: 'listCollections', replyTo }), timeoutMs, 'list collections');

@@ -10,6 +10,7 @@ import type {
   ClusterStatus,
   CollectionInfo,
   CreateCollectionRequest,
+  FlushResult,
   PartitionInfo,
   TransferResult,
 } from './api';
@@ -38,6 +39,7 @@ export interface CoordinatorTransport {
   createPartition(collection: string, partition: string, timeoutMs: number): Promise<PartitionInfo>;
   dropPartition(collection: string, partition: string, timeoutMs: number): Promise<void>;
   describeCollection(name: string, timeoutMs: number): Promise<CollectionInfo>;
+  flushCollection(name: string, timeoutMs: number): Promise<FlushResult>;
   listCollections(timeoutMs: number): Promise<CollectionInfo[]>;
   status(timeoutMs: number): Promise<ClusterStatus>;
   transfer(pchannel: string, toNode: string | undefined, timeoutMs: number): Promise<TransferResult>;

@@ -74,8 +74,8 @@ export function fieldPathOf(err: AjvError, context: string | undefined): string 
   if (typeof extra === 'string') segments.push(extra);
   let path = '';
   for (const s of segments) path += /^[0-9]+$/.test(s) ? `[${s}]` : path === '' ? s : `.${s}`;
-  // Headers and params are named as such; body fields by their own path, as a client wrote them.
-  return context === 'body' || context === undefined ? path : path === '' ? context : `${context}.${path}`;
+  // Fields of the body, the path and the query by their own path, as a client wrote them; headers as such.
+  return context === 'headers' ? (path === '' ? context : `${context}.${path}`) : path;
 }
 
 function reasonOf(err: AjvError): string {

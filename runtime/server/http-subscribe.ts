@@ -12,6 +12,7 @@
  * growing buffer. A client that disconnects closes the subscription.
  */
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Clock, TimerHandle } from '../clock';
 import { toStreamingError, type StreamingError } from '../errors';
 import type { Logger } from '../logger';
@@ -50,6 +51,8 @@ export class SubscriptionStream {
   private streaming = false;
   private heartbeat: TimerHandle | undefined;
   private lastWriteAt: number;
+  /** Kept: a response lets go of its socket when it closes. */
+  private readonly socket: Socket | undefined;
   /** Messages written so far. */
   delivered = 0;
 
@@ -61,6 +64,7 @@ export class SubscriptionStream {
     this.lastWriteAt = opts.clock.monotonic();
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     this.it = sub[Symbol.asyncIterator]();
+    this.socket = res.socket ?? undefined;
     res.on('close', () => {
       if (!res.writableFinished) this.finish({ kind: 'disconnected' });
     });
@@ -149,10 +153,18 @@ export class SubscriptionStream {
 
   private endResponse(end: End): void {
     const { res } = this;
+    if (end.kind === 'disconnected') {
+      // The reader is gone (or half-closed its side): drop the connection rather than keep it half open.
+      this.socket?.destroy();
+      return;
+    }
     if (res.writableEnded || res.destroyed) return;
     if (end.kind === 'failed') {
       this.opts.logger.warn('subscription stream ended by an error', { code: end.error.code, message: end.error.message });
       res.write(`${stringifyJson({ error: end.error.toJSON() })}\n`);
+      // After a failure (shutdown included) the connection is not reused: close it once the last line is out.
+      res.end(() => res.socket?.end());
+      return;
     }
     res.end();
   }

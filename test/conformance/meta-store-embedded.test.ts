@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode } from '../../runtime/errors';
@@ -146,6 +146,21 @@ describe('EmbeddedMetaStore: persistence and the data-directory lock', () => {
 
     await writeFile(join(dir, LOCK_FILE), 'garbage');
     await expect(EmbeddedMetaStore.open({ dir })).rejects.toBeInstanceOf(DataDirLockedError);
+  });
+
+  it('removes temp files of crashed processes on open, not those of live ones', async () => {
+    const dir = join(await tempDir(), 'meta');
+    await (await EmbeddedMetaStore.open({ dir })).close();
+    const dead = await startSleeper();
+    await stop(dead);
+    const leftovers = [`.${SNAPSHOT_FILE}.tmp-${dead.pid}-1`, `.${LOCK_FILE}.${dead.pid}.abc`];
+    const live = `.${LOCK_FILE}.${process.pid}.other-opener`;
+    for (const f of [...leftovers, live]) await writeFile(join(dir, f), 'x');
+    const store = await EmbeddedMetaStore.open({ dir });
+    const names = await readdir(dir);
+    for (const f of leftovers) expect(names).not.toContain(f);
+    expect(names).toContain(live);
+    await store.close();
   });
 
   it('refuses to start from a damaged snapshot (and releases the lock)', async () => {

@@ -67,7 +67,7 @@ describeMetaStoreConformance('redis', async () => {
   return {
     store,
     peers: [peer],
-    ttlMs: 300,
+    ttlMs: 600,
     passTime: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     settleMs: 5000,
     cleanup: async () => {

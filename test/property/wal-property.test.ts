@@ -15,6 +15,7 @@ import type { WalBackend } from '../../storage/wal/backend';
 import { MemoryWalBackend } from '../../storage/wal/memory/memory-backend';
 import { LocalWalBackend } from '../../storage/wal/local/local-backend';
 import type { WalHandle } from '../../actors/wal/wal-handle';
+import type { SegmentLimits } from '../../actors/wal/segments';
 import { collect, createCollection, dropCollection, insert, primaryKeys, walFixture, type WalFixture } from '../support/wal-fixture';
 
 const PCHANNELS = 3;
@@ -124,11 +125,12 @@ async function runPChannel(fx: WalFixture, pchannel: string, seed: number): Prom
   return checkedResumes;
 }
 
-async function runProperty(backend: WalBackend): Promise<void> {
-  const fx = await walFixture(backend);
+async function runProperty(backend: WalBackend, segmentLimits?: SegmentLimits): Promise<WalFixture> {
+  const fx = await walFixture(backend, undefined, segmentLimits ? { segmentLimits } : {});
   try {
     const resumes = await Promise.all(Array.from({ length: PCHANNELS }, (_, p) => runPChannel(fx, `prop${p}`, 17 + p)));
     for (const r of resumes) expect(r).toBeGreaterThan(TERMS * 10);
+    return fx;
   } finally {
     await fx.close();
   }
@@ -137,6 +139,14 @@ async function runProperty(backend: WalBackend): Promise<void> {
 describe('WAL property', () => {
   test('memory backend', async () => {
     await runProperty(new MemoryWalBackend());
+  }, 120_000);
+
+  test('memory backend, tiny segments: inserts redone onto new segments, sealed segments flushed', async () => {
+    const fx = await runProperty(new MemoryWalBackend(), { maxRows: 5, maxBytes: 1 << 20, maxIdleMs: 60_000, maxLifetimeMs: 600_000 });
+    // Many segments were created and sealed: each got exactly one flush job.
+    const ids = fx.flushQueue.jobs.map((j) => `${j.pchannel}/${j.segmentId}`);
+    expect(ids.length).toBeGreaterThan(PCHANNELS * TERMS * 5);
+    expect(new Set(ids).size).toBe(ids.length);
   }, 120_000);
 
   test('local file backend', async () => {

@@ -20,7 +20,7 @@ export interface ShardContext {
   now(): number;
   /** Starts writing a CreateSegment for the partition (one at a time per partition); resolves once it is written. */
   createSegment(vchannel: string, collectionId: number, partitionId: number): Promise<void>;
-  /** Writes Flush messages for sealed segments, in the background. */
+  /** Writes Flush messages for sealed segments, in the background (never synchronously: see the timetick rule). */
   flushSegments(segments: Segment[]): void;
 }
 

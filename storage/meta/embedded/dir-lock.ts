@@ -12,7 +12,7 @@
  * microseconds; a data directory is normally started by one supervisor).
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, stat, unlink } from 'node:fs/promises';
+import { link, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DataDirLockedError } from '../errors';
 import { fsyncDir } from './snapshot';
@@ -120,5 +120,17 @@ async function createLockFile(dir: string, file: string, record: LockRecord): Pr
     }
   } finally {
     await unlink(temp).catch(() => undefined);
+  }
+}
+
+/**
+ * Removes temp files that crashed processes left behind: snapshot temps (only the lock holder writes
+ * them, so any that exist are dead) and lock temps of processes that no longer run. Call with the lock held.
+ */
+export async function removeLeftovers(dir: string, snapshotFile: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    const lockTemp = new RegExp(`^\\.${LOCK_FILE}\\.(\\d+)\\.`).exec(name);
+    const stale = name.startsWith(`.${snapshotFile}.tmp-`) || (lockTemp !== null && !alive(Number(lockTemp[1])));
+    if (stale) await unlink(join(dir, name)).catch(() => undefined);
   }
 }

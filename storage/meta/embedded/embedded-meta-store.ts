@@ -36,8 +36,8 @@ import {
   type VersionedValue,
   type WatchEvent,
 } from '../meta-store';
-import { acquireDirLock, type DirLock } from './dir-lock';
-import { encodeSnapshot, loadSnapshot, mkdirDurable, writeSnapshot, type MetaState, type StoredEntry } from './snapshot';
+import { acquireDirLock, removeLeftovers, type DirLock } from './dir-lock';
+import { encodeSnapshot, loadSnapshot, mkdirDurable, SNAPSHOT_FILE, writeSnapshot, type MetaState, type StoredEntry } from './snapshot';
 
 export interface EmbeddedMetaStoreOptions {
   /** Directory for `meta.json` and `LOCK`; created when missing. Usually `<dataDir>/meta`. */
@@ -119,6 +119,7 @@ export class EmbeddedMetaStore implements MetaStore {
     await mkdirDurable(options.dir);
     const lock = await acquireDirLock(options.dir, new Date(clock.now()));
     try {
+      await removeLeftovers(options.dir, SNAPSHOT_FILE);
       const state = await loadSnapshot(options.dir);
       for (const [key, entry] of state.kv) if (entry.lease !== undefined) state.kv.delete(key);
       // Proves the directory is writable before anyone relies on the store, and persists the cleanup.

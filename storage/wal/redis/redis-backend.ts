@@ -53,18 +53,26 @@ export class RedisWalBackend implements WalBackend {
     const opts = resolveRedisWalOptions(options);
     let client: Redis;
     const owns = typeof opts.redis === 'string';
+    /** An owned connection reconnects only once it has been ready: a failed first connect ends it for good. */
+    let reconnect = false;
     if (typeof opts.redis === 'string') {
-      client = new Redis(opts.redis, { connectionName: DEFAULT_CONNECTION_NAME, connectTimeout: opts.connectTimeoutMs, lazyConnect: true });
+      client = new Redis(opts.redis, {
+        connectionName: DEFAULT_CONNECTION_NAME,
+        connectTimeout: opts.connectTimeoutMs,
+        lazyConnect: true,
+        retryStrategy: (attempt) => (reconnect ? Math.min(attempt * 50, 2000) : null), // ioredis' default back-off
+      });
       client.on('error', (e: unknown) => opts.logger.debug('redis connection error', { error: String(e) }));
     } else {
       client = opts.redis;
     }
     try {
-      if (owns) await client.connect();
+      if (owns || client.status === 'wait') await client.connect(); // 'wait': a given lazyConnect client
       const info = await withTimeout(opts.clock, client.info('server'), opts.connectTimeoutMs, 'INFO server');
       checkVersion(info);
+      reconnect = true;
     } catch (e) {
-      if (owns) client.disconnect();
+      if (owns) disconnectNow(client);
       if (isStreamingError(e)) throw e;
       throw unreachable(client, opts.connectTimeoutMs, e);
     }
@@ -113,11 +121,11 @@ export class RedisWalBackend implements WalBackend {
       );
       if (!drained) logger.warn('redis wal close: appends still in flight after closeTimeoutMs; disconnecting', { closeTimeoutMs });
       this.logs.clear();
-      for (const t of this.tails) t.disconnect();
+      for (const t of this.tails) disconnectNow(t);
       this.tails.clear();
       if (this.ownsClient) {
         const quit = drained ? await withTimeout(clock, this.client.quit(), closeTimeoutMs, 'QUIT').then(() => true, () => false) : false;
-        if (!quit) this.client.disconnect();
+        if (!quit) disconnectNow(this.client);
       }
     })();
     return this.closing;
@@ -154,7 +162,7 @@ export class RedisWalBackend implements WalBackend {
         if (released) return;
         released = true;
         this.tails.delete(connection);
-        connection.disconnect();
+        disconnectNow(connection);
       },
     };
   }
@@ -194,6 +202,14 @@ function validateChannel(channel: PChannelInfo): void {
   }
   const modes: readonly AccessMode[] = ['rw', 'ro'];
   if (!modes.includes(channel.accessMode)) throw invalidArgument(`access mode must be rw or ro`, { accessMode: channel.accessMode });
+}
+
+/**
+ * Closes a connection at once (pending replies are dropped). Skipped when it already ended: ioredis'
+ * disconnect() on a dead socket arms a 2 s timer that nothing clears, which keeps the process alive.
+ */
+function disconnectNow(connection: Redis): void {
+  if (connection.status !== 'end') connection.disconnect();
 }
 
 function backendClosed(): StreamingError {

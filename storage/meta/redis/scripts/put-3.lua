@@ -18,10 +18,18 @@
   Output:
     n > 0  the key's new version (a change event is published on base..key)
     0      version mismatch: nothing written
-    -3     the lease expired or was revoked: nothing written
+    -3     the lease expired or was revoked (checked first): nothing written
 ]]
 local entry = KEYS[1]
 local key = ARGV[1]
+
+local leaseId = ARGV[4]
+local ttl = 0
+if leaseId ~= '' then
+  ttl = redis.call('PTTL', ARGV[5] .. leaseId)
+  if ttl <= 0 then return -3 end
+end
+
 local expected = tonumber(ARGV[3])
 if expected >= 0 then
   local current = redis.call('HGET', entry, 'r')
@@ -30,13 +38,6 @@ if expected >= 0 then
   elseif not current or tonumber(current) ~= expected then
     return 0
   end
-end
-
-local leaseId = ARGV[4]
-local ttl = 0
-if leaseId ~= '' then
-  ttl = redis.call('PTTL', ARGV[5] .. leaseId)
-  if ttl <= 0 then return -3 end
 end
 
 local version = redis.call('INCR', KEYS[3])
