@@ -15,7 +15,7 @@
 import { ErrorCode, StreamingError } from '../errors';
 import { decodeMessage, encodeMessage, DEFAULT_MAX_MESSAGE_BYTES } from '../message/codec';
 import { MESSAGE_TYPES, SCALAR_TYPES, type CollectionSchema, type LogMessage, type Message, type NewMessage, type TxnBodyMessage, type TxnMessage } from '../message/types';
-import type { AppendResult, ClusterStatus, CollectionInfo, CreateCollectionRequest, PartitionInfo, TransferResult } from '../client/api';
+import type { AppendResult, ClusterStatus, CollectionInfo, CreateCollectionRequest, FlushResult, PartitionInfo, TransferResult } from '../client/api';
 import type { Assignment } from '../client/transport';
 import type { NodeStatus } from '../../actors/streaming-node/messages';
 import type { SubscribeOptions } from '../../actors/wal/scanner/scanner';
@@ -34,6 +34,7 @@ export type CoordinatorCommand =
   | { type: 'dropPartition'; collection: string; partition: string }
   | { type: 'describeCollection'; name: string }
   | { type: 'listCollections' }
+  | { type: 'flushCollection'; name: string }
   | { type: 'status' }
   | { type: 'transfer'; pchannel: string; toNode?: string };
 
@@ -61,6 +62,7 @@ export interface CallResults {
   dropPartition: void;
   describeCollection: CollectionInfo;
   listCollections: CollectionInfo[];
+  flushCollection: FlushResult;
   status: ClusterStatus;
   transfer: TransferResult;
   assign: void;
@@ -90,6 +92,7 @@ export const COORDINATOR_COMMANDS = [
   'dropPartition',
   'describeCollection',
   'listCollections',
+  'flushCollection',
   'status',
   'transfer',
 ] as const satisfies readonly CoordinatorCommand['type'][];
@@ -171,6 +174,7 @@ const COMMAND_CHECKS: { [T in CommandType]: Check<Omit<CommandOf<T>, 'message'>>
   dropPartition: object({ type: literal('dropPartition'), collection: NAME, partition: NAME }),
   describeCollection: object({ type: literal('describeCollection'), name: NAME }),
   listCollections: object({ type: literal('listCollections') }),
+  flushCollection: object({ type: literal('flushCollection'), name: NAME }),
   status: object({ type: literal('status') }),
   transfer: object({ type: literal('transfer'), pchannel: PCHANNEL, toNode: optional(str({ min: 1, max: 1024 })) }),
   assign: object({ type: literal('assign'), pchannel: PCHANNEL, term: TERM }),
@@ -305,6 +309,7 @@ const RESULT_CODECS: { [T in CallCommandType]: ResultCodec<ResultOf<T>> } = {
   dropPartition: none,
   describeCollection: plain(),
   listCollections: plain(),
+  flushCollection: plain(),
   status: plain(),
   transfer: transferResult,
   assign: none,

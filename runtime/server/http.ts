@@ -23,6 +23,7 @@
  * Any request may carry `x-timeout-ms` (its deadline). Errors: ./http-errors.ts. Bigints are
  * decimal strings and vectors number arrays in every answer.
  */
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../clock';
 import { ErrorCode, StreamingError, invalidArgument } from '../errors';
@@ -123,6 +124,8 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
   const catalog = new CatalogCache(client);
   const streams = new Set<SubscriptionStream>();
   let closing: Promise<void> | undefined;
+  /** Set first thing in close(): intake stops. */
+  let shuttingDown = false;
 
   const app: FastifyInstance = Fastify({
     logger: false,
@@ -134,9 +137,26 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
   // Bodies: bigints and vectors by the model's rule.
   app.setReplySerializer((payload) => JSON.stringify(payload, jsonReplacer));
 
-  app.addHook('onRequest', async (req) => {
+  // Requests in flight per connection: close() ends the connections that have none (keep-alive
+  // ones, and ones a client opened without sending anything), the others once their answer is out.
+  const connections = new Map<Socket, number>();
+  app.server.on('connection', (socket: Socket) => {
+    connections.set(socket, 0);
+    socket.once('close', () => connections.delete(socket));
+  });
+  const endIfIdle = (socket: Socket): void => {
+    if (shuttingDown && (connections.get(socket) ?? 0) === 0) socket.destroySoon();
+  };
+
+  app.addHook('onRequest', async (req, reply) => {
     (req as FastifyRequest & { startedAt?: number }).startedAt = clock.monotonic();
-    if (closing && req.url !== '/healthz') throw new StreamingError(ErrorCode.ON_SHUTDOWN, 'the server is shutting down');
+    const socket = req.raw.socket;
+    connections.set(socket, (connections.get(socket) ?? 0) + 1);
+    reply.raw.once('close', () => {
+      if (connections.has(socket)) connections.set(socket, Math.max(0, (connections.get(socket) ?? 1) - 1));
+      endIfIdle(socket);
+    });
+    if (shuttingDown && req.url !== '/healthz') throw new StreamingError(ErrorCode.ON_SHUTDOWN, 'the server is shutting down');
   });
   // A POST without a body is checked as `{}` (so its schema names the missing fields).
   app.addHook('preValidation', async (req) => {
@@ -168,7 +188,7 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
   // ---------------------------------------------------------------- health and admin
 
   app.get('/healthz', async (_req, reply) => {
-    if (closing) return reply.code(503).send({ ok: false, code: ErrorCode.ON_SHUTDOWN });
+    if (shuttingDown) return reply.code(503).send({ ok: false, code: ErrorCode.ON_SHUTDOWN });
     return { ok: true };
   });
 
@@ -338,7 +358,7 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
     streams.add(stream);
     try {
       if (!(await stream.open())) {
-        if (closing) throw new StreamingError(ErrorCode.ON_SHUTDOWN, 'the server is shutting down');
+        if (shuttingDown) throw new StreamingError(ErrorCode.ON_SHUTDOWN, 'the server is shutting down');
         reply.hijack(); // the caller went away
         return;
       }
@@ -362,6 +382,7 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
   logger.info('http gateway listening', { address });
 
   const doClose = async (): Promise<void> => {
+    shuttingDown = true;
     logger.info('http gateway closing', { address, streams: streams.size, openTxns: txns.size });
     // Stop intake first (new requests get 503 from the onRequest hook), then end the streams.
     const shutdown = new StreamingError(ErrorCode.ON_SHUTDOWN, 'the server is shutting down');
@@ -370,8 +391,8 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
     let timer: { cancel(): void } | undefined;
     const deadline = new Promise<'timeout'>((resolve) => (timer = clock.setTimeout(() => resolve('timeout'), closeTimeoutMs)));
     const closed = app.close().then(() => 'closed' as const);
-    // Idle keep-alive connections would hold close() up: cut them now; busy ones finish their request.
-    app.server.closeIdleConnections();
+    // Idle connections would hold close() up: end them now; busy ones finish their request first.
+    for (const socket of connections.keys()) endIfIdle(socket);
     const how = await Promise.race([closed, deadline]);
     timer?.cancel();
     if (how === 'timeout') {

@@ -149,6 +149,10 @@ export class StandaloneServer {
     return this.resources.flushQueue;
   }
 
+  get walBackend(): WalBackend {
+    return this.resources.backend;
+  }
+
   get objects(): ObjectStore {
     return this.resources.objects;
   }

@@ -13,7 +13,8 @@ import { pchannelKey, pchannelPrefix } from '../../storage/meta/meta-store';
 import { readSegment } from '../../storage/segments/segment-reader';
 import { segmentFilePath } from '../../storage/segments/layout';
 import { flushedKeyPath } from '../../storage/flush/flush-queue';
-import type { FlushedSegment } from '../../storage/flush/flush-worker';
+import { SegmentFlushWorker, type FlushedSegment } from '../../storage/flush/flush-worker';
+import { ErrorCode } from '../../runtime/errors';
 import { SCHEMA, eventually } from '../support/wal-fixture';
 
 function config(dataDir: string, extra: Record<string, string> = {}) {
@@ -97,20 +98,60 @@ describe('segments, flush and recovery (standalone)', () => {
     }
   });
 
+  test('a fenced owner\'s flush job is rejected and leaves no committed segment', async () => {
+    server = await StandaloneServer.start(config(dir));
+    const c = server.client;
+    const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
+    const vchannel = info.vchannels[0]!;
+    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    await c.insert({ collection: 'docs', columns: rows(1, 20) });
+    const flushed = await c.flush('docs');
+    const realId = flushed.segments[0]!.segmentIds[0]!;
+    await eventually(async () => (await flushedSegments(server!, pchannel)).length === 1, 10_000, 'real segment flushed');
+    const rec = await server.meta.get(pchannelKey(pchannel, `segment/${realId}`));
+    await eventually(async () => JSON.parse((await server!.meta.get(pchannelKey(pchannel, `segment/${realId}`)))?.value ?? '{}').flushId !== undefined, 5_000);
+    const seg = JSON.parse((await server.meta.get(pchannelKey(pchannel, `segment/${realId}`)))!.value) as { createId: string; flushId: string; flushTimetick: string };
+    expect(rec).toBeDefined();
+    const term = (await c.status()).pchannels.find((p) => p.name === pchannel)!.term;
+    const job = { pchannel, term, segmentId: 777_000, vchannel, collectionId: info.id, partitionId: info.partitions[0]!.id, schema: SCHEMA, fromId: seg.createId, toId: seg.flushId, toTimetick: seg.flushTimetick };
+
+    // 1. Stale term: refused before any work.
+    const worker = new SegmentFlushWorker({ backend: server.walBackend, objects: server.objects, meta: server.meta, root: server.config.objectStore.rootPath });
+    await expect(worker.process({ ...job, term: term - 1 })).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+
+    // 2. The pchannel moves while the job is writing its files: the commit (a term CAS) is refused.
+    const objects = server.objects;
+    const moving = Object.create(objects) as typeof objects;
+    let moved = false;
+    moving.put = async (key, data, opts) => {
+      if (!moved) {
+        moved = true;
+        await c.transfer(pchannel);
+      }
+      return objects.put(key, data, opts);
+    };
+    const racing = new SegmentFlushWorker({ backend: server.walBackend, objects: moving, meta: server.meta, root: server.config.objectStore.rootPath });
+    await expect(racing.process(job)).rejects.toMatchObject({ code: ErrorCode.CHANNEL_FENCED });
+    expect(moved).toBe(true);
+    expect(await server.meta.get(pchannelKey(pchannel, flushedKeyPath(777_000)))).toBeUndefined();
+    expect((await flushedSegments(server, pchannel)).map((s) => s.segmentId)).toEqual([realId]);
+  });
+
   test('recovery checkpoint persists, the WAL is truncated below flushed data, and a restart recovers from the checkpoint', async () => {
     server = await StandaloneServer.start(config(dir, { 'wal.local.segmentBytes': '4096' }));
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
     const vchannel = info.vchannels[0]!;
     const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const backendDir = path.join(dir, 'wal');
+    const before = await oldestSegmentFile(backendDir, pchannel);
+    expect(before).toBeDefined();
     for (let i = 0; i < 30; i++) await c.insert({ collection: 'docs', columns: rows(1 + i * 10, 10) }); // 300 rows, 6 segments
     await c.flush('docs');
     await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 300, 20_000, 'all rows flushed');
     const checkpointKey = pchannelKey(pchannel, 'checkpoint');
     await eventually(async () => (await server!.meta.get(checkpointKey)) !== undefined, 5_000, 'checkpoint persisted');
     // Truncation moves the oldest retained entry forward (whole files go).
-    const backendDir = path.join(dir, 'wal');
-    const before = await oldestSegmentFile(backendDir, pchannel);
     await eventually(async () => (await oldestSegmentFile(backendDir, pchannel)) !== before, 10_000, 'WAL truncated');
     await server.close();
     server = await StandaloneServer.start(config(dir, { 'wal.local.segmentBytes': '4096' }));

@@ -4,6 +4,9 @@
  * else). Lives from read() until the iteration ends: abort, log close, backend close, the consumer's
  * `return()`, or an error.
  *
+ * Catch-up keeps one chunk of read-ahead: the next XRANGE is sent as soon as a full chunk arrives,
+ * so its round trip overlaps with delivering the current chunk.
+ *
  * Promptness: every wait is raced against the reader's stop signal, and stopping disconnects the
  * dedicated connection at once (the server drops the blocked XREAD), so abort/close never wait for
  * a BLOCK timeout or a Redis reply. There is no polling: an idle tail issues one XREAD per
@@ -49,6 +52,7 @@ export interface ReaderContext {
 }
 
 const STOP = Symbol('stop');
+const RECORD_FIELD_BYTE = RECORD_FIELD.charCodeAt(0);
 type Stop = typeof STOP;
 
 /** A stream entry as ioredis returns it in buffer mode: [id, [field, value, …]]. */
@@ -89,6 +93,8 @@ export class RedisReader {
       if (start === STOP) return;
       let position = start.position;
       let tailing = start.tailOnly;
+      /** The next catch-up chunk, requested before the current one is delivered (one chunk of read-ahead). */
+      let readAhead: Promise<unknown> | undefined;
       while (!this.stopped()) {
         let entries: RawEntry[];
         if (!tailing) {
@@ -96,13 +102,12 @@ export class RedisReader {
             tailing = true; // nothing can ever come after the largest id; XRANGE would refuse `(max`
             continue;
           }
-          const from = position.kind === 'from' ? position.streamId : `(${position.streamId}`;
-          const reply = await this.untilStop(
-            this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>,
-          );
+          const reply = await this.untilStop(readAhead ?? this.xrange(position));
+          readAhead = undefined;
           if (reply === STOP) return;
           entries = (reply as RawEntry[] | null) ?? [];
           if (entries.length < this.ctx.readChunk) tailing = true; // caught up: from now on XREAD BLOCK
+          else readAhead = this.xrange({ kind: 'after', streamId: entries[entries.length - 1]![0].toString('latin1') });
         } else {
           this.tail ??= this.ctx.openTailConnection();
           const after = position.kind === 'after' ? position.streamId : predecessorStreamId(position.streamId);
@@ -122,8 +127,9 @@ export class RedisReader {
           entries = entriesOfXread(reply);
         }
         for (const raw of entries) {
-          const entry = this.toEntry(raw);
-          position = { kind: 'after', streamId: raw[0].toString('latin1') };
+          const streamId = raw[0].toString('latin1');
+          const entry = this.toEntry(streamId, raw[1]);
+          position = { kind: 'after', streamId };
           yield entry;
           if (this.stopped()) return;
         }
@@ -140,6 +146,13 @@ export class RedisReader {
     }
   }
 
+  private xrange(position: ReadPosition): Promise<unknown> {
+    const from = position.kind === 'from' ? position.streamId : `(${position.streamId}`;
+    const reply = this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>;
+    reply.catch(() => undefined); // a read-ahead the reader stops before using must not be an unhandled rejection
+    return reply;
+  }
+
   private stopped(): boolean {
     return this.interrupted || this.ctx.stopped() || this.signal?.aborted === true;
   }
@@ -149,16 +162,16 @@ export class RedisReader {
     return Promise.race([p, this.stopPromise]);
   }
 
-  private toEntry(raw: RawEntry): LogEntry {
-    const [id, fields] = raw;
+  private toEntry(streamId: string, fields: Buffer[]): LogEntry {
     for (let i = 0; i + 1 < fields.length; i += 2) {
-      if (fields[i]!.length === 1 && fields[i]!.toString('latin1') === RECORD_FIELD) {
+      const name = fields[i]!;
+      if (name.length === 1 && name[0] === RECORD_FIELD_BYTE) {
         const v = fields[i + 1]!;
-        return { id: toMessageId(id.toString('latin1')), data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
+        return { id: toMessageId(streamId), data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
       }
     }
-    throw new StreamingError(ErrorCode.UNRECOVERABLE, `pchannel ${this.ctx.pchannel}: stream entry ${id.toString('latin1')} has no record field`, {
-      details: { pchannel: this.ctx.pchannel, streamKey: this.ctx.streamKey, streamId: id.toString('latin1') },
+    throw new StreamingError(ErrorCode.UNRECOVERABLE, `pchannel ${this.ctx.pchannel}: stream entry ${streamId} has no record field`, {
+      details: { pchannel: this.ctx.pchannel, streamKey: this.ctx.streamKey, streamId },
     });
   }
 }

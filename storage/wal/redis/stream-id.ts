@@ -27,13 +27,15 @@ export const MIN_STREAM_ID = '0-0';
 /** The largest stream id; nothing can come after it. */
 export const MAX_STREAM_ID = `${U64_MAX}-${U64_MAX}`;
 
-/** `ms-seq` as Redis writes it → the fixed-width message id. Throws UNRECOVERABLE on anything else. */
+/** `ms-seq` as Redis writes it → the fixed-width message id. Throws UNRECOVERABLE on anything else. (Hot path of reads.) */
 export function toMessageId(streamId: string): MessageId {
-  const m = STREAM_ID_RE.exec(streamId);
-  if (!m || !fitsU64(m[1]!) || !fitsU64(m[2]!)) {
+  const dash = streamId.indexOf('-');
+  const ms = streamId.slice(0, dash);
+  const seq = streamId.slice(dash + 1);
+  if (dash < 0 || !STREAM_ID_RE.test(streamId) || !fitsU64(ms) || !fitsU64(seq)) {
     throw unrecoverable(`Redis returned a malformed stream id ${JSON.stringify(streamId)}`, { streamId });
   }
-  return `${m[1]!.padStart(PART_WIDTH, '0')}-${m[2]!.padStart(PART_WIDTH, '0')}`;
+  return `${ms.padStart(PART_WIDTH, '0')}-${seq.padStart(PART_WIDTH, '0')}`;
 }
 
 /** Fixed-width message id → `ms-seq` for XRANGE/XREAD/XTRIM. Throws INVALID_ARGUMENT for an id of another format. */
@@ -66,6 +68,7 @@ export function predecessorStreamId(streamId: string): string {
 }
 
 function fitsU64(digits: string): boolean {
+  if (digits.length < PART_WIDTH) return true;
   const d = stripZeros(digits);
   return d.length < PART_WIDTH || (d.length === PART_WIDTH && d <= U64_MAX);
 }

@@ -1,0 +1,96 @@
+/**
+ * Flush jobs over BullMQ (cluster mode): the owner of a pchannel queues the jobs of its sealed
+ * segments; any process running a BullMqFlushRunner takes them. Job id = pchannel + segment id, so
+ * a resubmitted job (after a restart or a move) is not queued twice. Retriable failures are retried
+ * with exponential backoff; a fenced job (the pchannel moved) fails at once without retries — the
+ * new owner resubmits the segment at its term.
+ */
+import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { isFenced, isRetriable, toStreamingError } from '../../runtime/errors';
+import { createLogger, type Logger } from '../../runtime/logger';
+import type { FlushJob, FlushQueue } from './flush-queue';
+import type { FlushWorker } from './inline-flush-queue';
+
+export const FLUSH_QUEUE_NAME = 'walstream-flush';
+
+export interface BullMqFlushOptions {
+  connection: ConnectionOptions;
+  /** BullMQ key prefix (Redis keys `{prefix}:{queue}:…`). Default 'walstream'. */
+  prefix?: string;
+  /** Attempts per job. Default 8. */
+  attempts?: number;
+  /** First retry delay, doubling. Default 200 ms. */
+  backoffMs?: number;
+}
+
+export function flushJobId(job: Pick<FlushJob, 'pchannel' | 'segmentId'>): string {
+  return `${job.pchannel}-${job.segmentId}`;
+}
+
+export class BullMqFlushQueue implements FlushQueue {
+  private readonly queue: Queue<FlushJob>;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: BullMqFlushOptions) {
+    this.queue = new Queue<FlushJob>(FLUSH_QUEUE_NAME, { connection: opts.connection, prefix: opts.prefix ?? 'walstream' });
+  }
+
+  async submit(job: FlushJob): Promise<void> {
+    await this.queue.add('flush', job, {
+      jobId: flushJobId(job),
+      attempts: this.opts.attempts ?? 8,
+      backoff: { type: 'exponential', delay: this.opts.backoffMs ?? 200 },
+      removeOnComplete: { count: 10_000 },
+      removeOnFail: { count: 10_000 },
+    });
+  }
+
+  /** The BullMQ queue (for inspection in tests and status). */
+  get bullQueue(): Queue<FlushJob> {
+    return this.queue;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.queue.close();
+    return this.closing;
+  }
+}
+
+/** Runs flush jobs from the BullMQ queue on this process. */
+export class BullMqFlushRunner {
+  private readonly worker: Worker<FlushJob>;
+  private readonly logger: Logger;
+  private closing: Promise<void> | undefined;
+
+  constructor(flush: FlushWorker, opts: BullMqFlushOptions & { concurrency?: number; logger?: Logger }) {
+    this.logger = opts.logger ?? createLogger('flush.bullmq');
+    this.worker = new Worker<FlushJob>(
+      FLUSH_QUEUE_NAME,
+      async (job: Job<FlushJob>) => {
+        try {
+          await flush.process(job.data);
+        } catch (e) {
+          const err = toStreamingError(e);
+          if (isFenced(err) || !isRetriable(err)) {
+            this.logger.warn('flush job failed for good', { jobId: job.id, code: err.code, error: err.message });
+            throw new UnrecoverableError(`${err.code}: ${err.message}`);
+          }
+          throw err;
+        }
+      },
+      { connection: opts.connection, prefix: opts.prefix ?? 'walstream', concurrency: opts.concurrency ?? 2 },
+    );
+    this.worker.on('completed', (job) => this.logger.info('segment flushed', { jobId: job.id, pchannel: job.data.pchannel, segmentId: job.data.segmentId, term: job.data.term }));
+    this.worker.on('failed', (job, err) => this.logger.warn('flush attempt failed', { jobId: job?.id, attemptsMade: job?.attemptsMade, error: err.message }));
+    this.worker.on('error', (err) => this.logger.error('flush worker error', { error: err.message }));
+  }
+
+  get bullWorker(): Worker<FlushJob> {
+    return this.worker;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.worker.close();
+    return this.closing;
+  }
+}
