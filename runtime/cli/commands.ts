@@ -117,8 +117,16 @@ export async function collectionsCommand(args: string[], io: CliIo): Promise<num
         return 0;
       });
     }
+    case 'flush': {
+      const p = parseCommand('collections flush', rest, URL_OPTION, [1, 1]);
+      return withClient(p, async (client) => {
+        const r = await client.flush(p.positionals[0] as string);
+        println(io.stdout, json(p) ? stringifyJson(r) : `flushed ${r.collection}: ${r.segments.map((x) => `${x.vchannel} [${x.segmentIds.join(',')}]`).join(', ') || 'no growing segments'}`);
+        return 0;
+      });
+    }
     default:
-      throw new UsageError(`collections: unknown subcommand ${JSON.stringify(sub)} (list|create|describe|drop)`);
+      throw new UsageError(`collections: unknown subcommand ${JSON.stringify(sub)} (list|create|describe|drop|flush)`);
   }
 }
 

@@ -18,6 +18,7 @@ import type {
   CollectionInfo,
   CreateCollectionRequest,
   DeleteRequest,
+  FlushResult,
   InsertRequest,
   PartitionInfo,
   SubscribeRequest,
@@ -113,6 +114,10 @@ export class HttpClient implements WalstreamClient {
 
   async listCollections(o?: CallOptions): Promise<CollectionInfo[]> {
     return (await this.request<{ collections: CollectionInfo[] }>('GET', '/collections', undefined, o)).collections;
+  }
+
+  flush(collection: string, o?: CallOptions): Promise<FlushResult> {
+    return this.request('POST', `/collections/${enc(collection)}/flush`, undefined, o);
   }
 
   // ------------------------------------------------------------------ writes

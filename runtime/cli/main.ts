@@ -22,7 +22,7 @@ Server:
 Client (talks to a running server: --url URL, default ${DEFAULT_URL}; --json for JSON output;
 --timeout-ms MS deadline of each call):
   status                                          nodes and pchannels (owner, term, state, last timetick, buffer)
-  collections list | describe NAME | drop NAME
+  collections list | describe NAME | drop NAME | flush NAME
   collections create NAME (--schema JSON|@FILE | --dim N [--pk int64|varchar]) [--shards N]
   insert COLLECTION (--rows JSON | --file PATH|-) [--partition P] [--batch N] [--idempotency-key K]
                                                   rows: a JSON array of row objects, or NDJSON (one per line)

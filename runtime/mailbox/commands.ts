@@ -99,6 +99,11 @@ export const COORDINATOR_COMMANDS = [
 export const NODE_CONTROL_COMMANDS = ['assign', 'remove', 'nodeStatus'] as const satisfies readonly NodeControlCommand['type'][];
 export const NODE_DATA_COMMANDS = ['append', 'subscribe'] as const satisfies readonly NodeDataCommand['type'][];
 export const STREAM_COMMANDS = ['subscribe'] as const satisfies readonly StreamCommandType[];
+
+// Compile-time: the lists name every command of their union (adding a command without listing it fails here).
+type Missing<U, L extends readonly unknown[]> = Exclude<U, L[number]>;
+const LISTS_ARE_COMPLETE: [Missing<CoordinatorCommand['type'], typeof COORDINATOR_COMMANDS>, Missing<NodeControlCommand['type'], typeof NODE_CONTROL_COMMANDS>, Missing<NodeDataCommand['type'], typeof NODE_DATA_COMMANDS>] extends [never, never, never] ? true : false = true;
+void LISTS_ARE_COMPLETE;
 export const COMMAND_TYPES: readonly CommandType[] = [...COORDINATOR_COMMANDS, ...NODE_CONTROL_COMMANDS, ...NODE_DATA_COMMANDS];
 
 const STREAMING = new Set<string>(STREAM_COMMANDS);

@@ -17,7 +17,13 @@ import type { NodeControl } from '../../actors/coordinator/coordinator-actor';
 import type { CoordinatorMsg } from '../../actors/coordinator/messages';
 import type { NodeMsg, NodeStatus } from '../../actors/streaming-node/messages';
 import type { Scanner, SubscribeOptions } from '../../actors/wal/scanner/scanner';
-import type { Mailbox, MailboxServer, RequestContext, ServeOptions } from './mailbox';
+import type { CoordinatorCommand, NodeCommand } from './commands';
+import type { CallHandler, Mailbox, MailboxServer, RequestContext, ServeOptions, StreamHandler } from './mailbox';
+
+/** Every coordinator command has a handler (a new command fails to compile until served). */
+type CoordinatorHandlers = { [T in CoordinatorCommand['type']]: CallHandler<T> };
+/** Every node command has a handler. */
+type NodeHandlers = { [T in Exclude<NodeCommand['type'], 'subscribe'>]: CallHandler<T> } & { subscribe: StreamHandler<'subscribe'> };
 
 /** The coordinator's address. */
 export const COORDINATOR_ADDRESS = 'coordinator';
@@ -128,47 +134,41 @@ export class MailboxNodeControl implements NodeControl {
 export function serveCoordinator(mailbox: Mailbox, address: string, coordinator: Ref<CoordinatorMsg>, opts: ServeOptions = {}): Promise<MailboxServer> {
   const q = <T>(ctx: RequestContext, make: (replyTo: Ref<Reply<T>>) => CoordinatorMsg, what: string, timeoutMs = ctx.remainingMs()): Promise<T> =>
     ask<CoordinatorMsg, T>(coordinator, make, timeoutMs, what);
-  return mailbox.serve(
-    address,
-    {
-      getAssignment: (_c, ctx) => q(ctx, (replyTo) => ({ type: 'getAssignment', replyTo }), 'get assignment'),
-      watchAssignment: (c, ctx) =>
-        q(ctx, (replyTo) => ({ type: 'watchAssignment', afterVersion: c.afterVersion, timeoutMs: c.timeoutMs, replyTo }), 'watch assignment', Math.min(ctx.remainingMs(), c.timeoutMs + WATCH_MARGIN_MS)),
-      createCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'createCollection', req: c.req, replyTo }), `create collection ${c.req.name}`),
-      dropCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'dropCollection', name: c.name, replyTo }), `drop collection ${c.name}`),
-      createPartition: (c, ctx) => q(ctx, (replyTo) => ({ type: 'createPartition', collection: c.collection, partition: c.partition, replyTo }), `create partition ${c.partition}`),
-      dropPartition: (c, ctx) => q(ctx, (replyTo) => ({ type: 'dropPartition', collection: c.collection, partition: c.partition, replyTo }), `drop partition ${c.partition}`),
-      describeCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'describeCollection', name: c.name, replyTo }), `describe collection ${c.name}`),
-      listCollections: (_c, ctx) => q(ctx, (replyTo) => ({ type: 'listCollections', replyTo }), 'list collections'),
-      flushCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'flushCollection', name: c.name, replyTo }), `flush collection ${c.name}`),
-      status: (_c, ctx) => q(ctx, (replyTo) => ({ type: 'status', replyTo }), 'status'),
-      transfer: (c, ctx) => q(ctx, (replyTo) => ({ type: 'transfer', pchannel: c.pchannel, ...(c.toNode !== undefined ? { toNode: c.toNode } : {}), replyTo }), `transfer ${c.pchannel}`),
-    },
-    opts,
-  );
+  const handlers: CoordinatorHandlers = {
+    getAssignment: (_c, ctx) => q(ctx, (replyTo) => ({ type: 'getAssignment', replyTo }), 'get assignment'),
+    watchAssignment: (c, ctx) =>
+      q(ctx, (replyTo) => ({ type: 'watchAssignment', afterVersion: c.afterVersion, timeoutMs: c.timeoutMs, replyTo }), 'watch assignment', Math.min(ctx.remainingMs(), c.timeoutMs + WATCH_MARGIN_MS)),
+    createCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'createCollection', req: c.req, replyTo }), `create collection ${c.req.name}`),
+    dropCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'dropCollection', name: c.name, replyTo }), `drop collection ${c.name}`),
+    createPartition: (c, ctx) => q(ctx, (replyTo) => ({ type: 'createPartition', collection: c.collection, partition: c.partition, replyTo }), `create partition ${c.partition}`),
+    dropPartition: (c, ctx) => q(ctx, (replyTo) => ({ type: 'dropPartition', collection: c.collection, partition: c.partition, replyTo }), `drop partition ${c.partition}`),
+    describeCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'describeCollection', name: c.name, replyTo }), `describe collection ${c.name}`),
+    listCollections: (_c, ctx) => q(ctx, (replyTo) => ({ type: 'listCollections', replyTo }), 'list collections'),
+    flushCollection: (c, ctx) => q(ctx, (replyTo) => ({ type: 'flushCollection', name: c.name, replyTo }), `flush collection ${c.name}`),
+    status: (_c, ctx) => q(ctx, (replyTo) => ({ type: 'status', replyTo }), 'status'),
+    transfer: (c, ctx) => q(ctx, (replyTo) => ({ type: 'transfer', pchannel: c.pchannel, ...(c.toNode !== undefined ? { toNode: c.toNode } : {}), replyTo }), `transfer ${c.pchannel}`),
+  };
+  return mailbox.serve(address, handlers, opts);
 }
 
 /** Serves a streaming node's commands (control and data) at `address` by asking the node actor. */
 export function serveNode(mailbox: Mailbox, address: string, node: Ref<NodeMsg>, opts: ServeOptions = {}): Promise<MailboxServer> {
   const q = <T>(ctx: RequestContext, make: (replyTo: Ref<Reply<T>>) => NodeMsg, what: string): Promise<T> => ask<NodeMsg, T>(node, make, ctx.remainingMs(), what);
-  return mailbox.serve(
-    address,
-    {
-      assign: (c, ctx) => q(ctx, (replyTo) => ({ type: 'assign', pchannel: c.pchannel, term: c.term, replyTo }), `assign ${c.pchannel}`),
-      remove: (c, ctx) => q(ctx, (replyTo) => ({ type: 'remove', pchannel: c.pchannel, term: c.term, replyTo }), `remove ${c.pchannel}`),
-      nodeStatus: async (_c, ctx) => {
-        try {
-          return (await query(node, (replyTo: Ref<NodeStatus>): NodeMsg => ({ type: 'status', replyTo }), ctx.remainingMs())) as NodeStatus;
-        } catch (e) {
-          throw new StreamingError(ErrorCode.UNKNOWN, `node status: no answer within ${ctx.remainingMs()} ms`, { cause: e, retriable: true, details: { deadlineExceeded: true } });
-        }
-      },
-      append: (c, ctx) => q(ctx, (replyTo) => ({ type: 'append', pchannel: c.pchannel, term: c.term, message: c.message, replyTo }), `append to ${c.pchannel}`),
-      subscribe: async (c, ctx) => {
-        const scanner = await q<Scanner>(ctx, (replyTo) => ({ type: 'subscribe', pchannel: c.pchannel, term: c.term, options: c.options, replyTo }), `subscribe to ${c.pchannel}`);
-        return scanner;
-      },
+  const handlers: NodeHandlers = {
+    assign: (c, ctx) => q(ctx, (replyTo) => ({ type: 'assign', pchannel: c.pchannel, term: c.term, replyTo }), `assign ${c.pchannel}`),
+    remove: (c, ctx) => q(ctx, (replyTo) => ({ type: 'remove', pchannel: c.pchannel, term: c.term, replyTo }), `remove ${c.pchannel}`),
+    nodeStatus: async (_c, ctx) => {
+      try {
+        return (await query(node, (replyTo: Ref<NodeStatus>): NodeMsg => ({ type: 'status', replyTo }), ctx.remainingMs())) as NodeStatus;
+      } catch (e) {
+        throw new StreamingError(ErrorCode.UNKNOWN, `node status: no answer within ${ctx.remainingMs()} ms`, { cause: e, retriable: true, details: { deadlineExceeded: true } });
+      }
     },
-    opts,
-  );
+    append: (c, ctx) => q(ctx, (replyTo) => ({ type: 'append', pchannel: c.pchannel, term: c.term, message: c.message, replyTo }), `append to ${c.pchannel}`),
+    subscribe: async (c, ctx) => {
+      const scanner = await q<Scanner>(ctx, (replyTo) => ({ type: 'subscribe', pchannel: c.pchannel, term: c.term, options: c.options, replyTo }), `subscribe to ${c.pchannel}`);
+      return scanner;
+    },
+  };
+  return mailbox.serve(address, handlers, opts);
 }

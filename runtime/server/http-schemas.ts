@@ -107,6 +107,7 @@ export const SCHEMAS = {
     params: COLLECTION_PARAMS,
     body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: NAME } },
   },
+  flush: { params: COLLECTION_PARAMS, body: EMPTY_BODY },
   dropPartition: {
     params: { type: 'object', required: ['name', 'partition'], properties: { name: NAME, partition: NAME } },
   },

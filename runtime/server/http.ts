@@ -12,6 +12,7 @@
  * | DELETE /collections/:name | | `{ok:true}` |
  * | POST /collections/:name/partitions | `{name}` | PartitionInfo (201) |
  * | DELETE /collections/:name/partitions/:partition | | `{ok:true}` |
+ * | POST /collections/:name/flush | none | FlushResult (the sealed segments per vchannel) |
  * | POST /collections/:name/insert | `{partition?, columns:[{name,type,data,dim?}], idempotencyKey?}` | WriteResult |
  * | POST /collections/:name/delete | `{partition?, primaryKeys:{type,data}, idempotencyKey?}` | WriteResult |
  * | POST /collections/:name/txns | `{shard?, keepaliveMs?}` | `{txnId, vchannel}` (201) |
@@ -36,7 +37,7 @@ import { HttpEdgeError, NOT_FOUND, httpStatusOf, normalizeError } from './http-e
 import { SCHEMAS, SUBSCRIBE_BODY, SUBSCRIBE_QUERY, TIMEOUT_HEADER } from './http-schemas';
 import { SubscriptionStream, type HttpEvents } from './http-subscribe';
 import { TxnRegistry } from './http-txns';
-import { decodeColumns, decodePrimaryKeys, decodeSubscribeParams, jsonReplacer, type JsonColumn, type JsonPrimaryKeys, type SubscribeParams } from './json';
+import { decodeColumns, decodePrimaryKeys, decodeSubscribeParams, stringifyJson, type JsonColumn, type JsonPrimaryKeys, type SubscribeParams } from './json';
 
 export interface HttpServerOptions {
   /** Interface to listen on (config `http.host`). */
@@ -135,7 +136,7 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
   });
   // Bodies: bigints and vectors by the model's rule.
-  app.setReplySerializer((payload) => JSON.stringify(payload, jsonReplacer));
+  app.setReplySerializer((payload) => stringifyJson(payload));
 
   // Requests in flight per connection: close() ends the connections that have none (keep-alive
   // ones, and ones a client opened without sending anything), the others once their answer is out.
@@ -244,6 +245,10 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
       catalog.forget(req.params.name);
       return { ok: true };
     },
+  );
+
+  app.post<{ Params: NameParams }>('/collections/:name/flush', { schema: { ...SCHEMAS.flush, headers: SCHEMAS.headers } }, (req) =>
+    client.flush(req.params.name, callOptions(req)),
   );
 
   // ---------------------------------------------------------------- writes

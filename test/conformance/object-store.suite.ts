@@ -249,7 +249,10 @@ export function describeObjectStoreConformance(name: string, factory: () => Prom
       const objects = Array.from({ length: 64 }, (_, i) => ({ key: `conc/${i % 8}/${i}`, data: randomBytes(random, 1 + random.int(70_000)) }));
       await Promise.all(objects.map((o) => store.put(o.key, o.data)));
       const got = await Promise.all(objects.map((o) => store.get(o.key)));
-      got.forEach((g, i) => expect(Buffer.from(g).equals(Buffer.from(objects[i]!.data))).toBe(true));
+      got.forEach((g, i) => {
+        const want = objects[i]!;
+        expect({ key: want.key, length: g.byteLength, same: Buffer.from(g).equals(Buffer.from(want.data)) }).toEqual({ key: want.key, length: want.data.byteLength, same: true });
+      });
       expect((await collect(store.list('conc/'))).map((e) => e.key)).toEqual(objects.map((o) => o.key).sort(byteOrder));
     });
 

@@ -8,6 +8,7 @@ declare module 's3rver' {
     /** Koa's middleware list; composed when the server starts listening. */
     middleware: S3rver.Middleware[];
     httpServer?: Server;
+    store: S3rver.FilesystemStore;
     run(): Promise<AddressInfo>;
     close(): Promise<void>;
   }
@@ -29,6 +30,21 @@ declare module 's3rver' {
       size: number;
       lastModifiedDate: Date;
       metadata: Record<string, string>;
+    }
+
+    /** An object as the router hands it to the store. */
+    interface IncomingObject {
+      bucket: string;
+      key: string;
+      content: Buffer | NodeJS.ReadableStream;
+      metadata: Record<string, string>;
+    }
+
+    /** The filesystem store, as far as the fixture replaces or calls it. */
+    interface FilesystemStore {
+      getResourcePath(bucket: string, key: string, resource: string): string;
+      putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void>;
+      putObject(object: IncomingObject): Promise<{ size: number; md5: string }>;
     }
 
     /** The Koa context, as far as the fixture's middleware needs it. */

@@ -10,6 +10,10 @@
  *   truncated listing failed with 500), and `encoding-type=url` honoured (the minio client
  *   URL-decodes every listed key, so raw keys with `%` or `+` came back wrong). The request still
  *   passes s3rver's own authentication first. Delimiters are not supported (501).
+ * - PUT answers only once the object is on disk, written to a temporary file and renamed into place.
+ *   s3rver resolves its put when its hashing stream finishes, before the file stream has flushed, and
+ *   takes the object's length from stat(2): a GET right after a PUT could return a truncated object
+ *   (seen under load). An aborted upload no longer leaves a partial object either.
  * - `conditionalWrites: true` makes a PUT with `If-None-Match: *` fail with 412 PreconditionFailed
  *   when the key exists, checked and applied under a per-key lock, as AWS S3 and MinIO do.
  *   Without it, the server ignores the header (like older S3-compatible servers).
@@ -18,9 +22,12 @@
  *   was applied (the client cannot tell whether it landed).
  * `requests` records every request (method, path, query) so tests can assert on what was sent.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import S3Error from 's3rver/lib/models/error';
 import authentication from 's3rver/lib/middleware/authentication';
@@ -112,9 +119,41 @@ function listObjectsV2(): S3rver.Middleware {
   };
 }
 
+/** Replaces s3rver's putObject with one that resolves only when the object is durably in place. */
+function makePutsAtomic(store: S3rver.FilesystemStore): void {
+  let seq = 0;
+  store.putObject = async (object) => {
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    // Not ending in s3rver's object suffix, so listings never show it.
+    const tmp = `${objectPath}.fixture-tmp-${++seq}`;
+    await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+    const md5 = createHash('md5');
+    let size = 0;
+    const measure = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        md5.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    });
+    const source = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : (object.content as NodeJS.ReadableStream);
+    try {
+      await pipeline(source, measure, fs.createWriteStream(tmp));
+      await fs.promises.rename(tmp, objectPath);
+    } catch (e) {
+      await fs.promises.rm(tmp, { force: true });
+      throw e;
+    }
+    const digest = md5.digest('hex');
+    await store.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
+  };
+}
+
 export async function startS3rver(opts: S3rverOptions = {}): Promise<S3rverFixture> {
   const directory = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'walstream-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, vhostBuckets: false });
+  makePutsAtomic(server.store);
   const requests: RecordedRequest[] = [];
   const faults: { fault: S3Fault; method: string | undefined }[] = [];
 

@@ -13,6 +13,7 @@ import type {
   ClientTxn,
   ClusterStatus,
   CollectionInfo,
+  FlushResult,
   InsertRequest,
   SubscribeRequest,
   Subscription,
@@ -111,6 +112,10 @@ class FakeClient implements WalstreamClient {
     this.calls.push({ method: 'describeCollection', args: [name] });
     if (name !== 'c1') throw new StreamingError(ErrorCode.INVALID_ARGUMENT, `collection ${name} does not exist`, { details: { field: 'collection', reason: 'not found' } });
     return COLLECTION;
+  }
+  async flush(collection: string): Promise<FlushResult> {
+    this.record('flush', collection);
+    return { collection, segments: [{ vchannel: 'p_0_7v0', segmentIds: [3] }] };
   }
   async listCollections(): Promise<CollectionInfo[]> {
     this.record('listCollections');
@@ -309,6 +314,9 @@ describe('request validation: nothing malformed reaches the client', () => {
     expect(badSchema.status).toBe(400);
     expect(badSchema.json).toMatchObject({ details: { field: 'schema.fields[0].dim' } });
     expect(client.callsOf('createCollection')).toHaveLength(1);
+    const flushed = await fetch(`${server.address}/collections/c1/flush`, { method: 'POST' });
+    expect(flushed.status).toBe(200);
+    expect(await flushed.json()).toEqual({ collection: 'c1', segments: [{ vchannel: 'p_0_7v0', segmentIds: [3] }] });
   });
 });
 
@@ -456,13 +464,14 @@ describe('subscribe: NDJSON stream', () => {
   });
 
   test('backpressure: the server stays a bounded number of messages ahead of a slow reader; a disconnect closes the subscription', async () => {
-    // ~128 KiB lines, as many as the server pulls: without backpressure it would run away.
-    const MESSAGE_FLOATS = 64 * 1024;
+    // ~32 KiB lines, as many as the server pulls: without backpressure it would run away.
+    const MESSAGE_FLOATS = 16 * 1024;
     client.makeSubscription = () => new FakeSubscription((i) => insertMessage(i, MESSAGE_FLOATS));
     const blocked = once(events, 'subscribe.blocked');
     const req = http.get(`${server.address}/subscribe?vchannel=p_0_7v0&policy=all`);
     const [res] = (await once(req, 'response')) as [http.IncomingMessage];
     expect(res.statusCode).toBe(200);
+    const ended = once(events, 'subscribe.end');
     res.pause(); // the reader stops reading
     await blocked;
     const sub = client.subscriptions[0]!;
@@ -483,14 +492,13 @@ describe('subscribe: NDJSON stream', () => {
         maxLead = Math.max(maxLead, sub.pulls - consumed);
         await new Promise((r) => setImmediate(r));
       }
-      if (consumed >= 100) break;
+      if (consumed >= 250) break;
     }
-    expect(consumed).toBeGreaterThanOrEqual(100);
-    expect(lineBytes).toBeGreaterThan(128 * 1024);
+    expect(consumed).toBeGreaterThanOrEqual(250);
+    expect(lineBytes).toBeGreaterThan(32 * 1024);
     // Bounded by the socket buffers (a few MiB on loopback), not by the log.
     expect(maxLead * lineBytes).toBeLessThan(32 * 1024 * 1024);
 
-    const ended = once(events, 'subscribe.end');
     req.destroy();
     const [end] = (await ended) as [{ how: string }];
     expect(end.how).toBe('disconnected');

@@ -142,6 +142,13 @@ export class MemoryMailboxHub {
     return { promise, cancel: wake };
   }
 
+  /** DEL: true when the key existed. */
+  delete(key: string): boolean {
+    const existed = this.live(key) !== undefined;
+    this.streams.delete(key);
+    return existed;
+  }
+
   keys(): string[] {
     return [...this.streams.keys()].filter((k) => this.live(k) !== undefined);
   }

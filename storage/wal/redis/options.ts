@@ -17,10 +17,12 @@ export interface RedisWalBackendOptions {
   /**
    * The Redis to use. Required.
    * - a URL (`redis://[:password@]host:port[/db]`, `rediss://…`): the backend creates its command
-   *   connection and quits it on close();
+   *   connection (ioredis defaults, except: no reconnect until the first connect succeeded, and
+   *   `autoResendUnfulfilledCommands: false`, so an append whose reply was lost fails instead of
+   *   being applied twice) and quits it on close();
    * - an ioredis client: the backend runs its commands on it (and registers its scripts on it with
-   *   defineCommand) but never quits it — the owner does. The client's `keyPrefix` option must be
-   *   unset (use `keyPrefix` below).
+   *   defineCommand) but never quits it — the owner does; its settings apply as they are. Its
+   *   `keyPrefix` option must be unset (use `keyPrefix` below).
    * Tail readers get their own connections either way (duplicates of the command connection).
    */
   redis: Redis | string;

@@ -61,6 +61,9 @@ export class RedisWalBackend implements WalBackend {
         connectTimeout: opts.connectTimeoutMs,
         lazyConnect: true,
         retryStrategy: (attempt) => (reconnect ? Math.min(attempt * 50, 2000) : null), // ioredis' default back-off
+        // An append whose reply was lost in a disconnect fails (ambiguous) instead of being sent again
+        // after the reconnect, which could apply the batch twice behind the caller's back.
+        autoResendUnfulfilledCommands: false,
       });
       client.on('error', (e: unknown) => opts.logger.debug('redis connection error', { error: String(e) }));
     } else {
@@ -70,6 +73,7 @@ export class RedisWalBackend implements WalBackend {
       if (owns || client.status === 'wait') await client.connect(); // 'wait': a given lazyConnect client
       const info = await withTimeout(opts.clock, client.info('server'), opts.connectTimeoutMs, 'INFO server');
       checkVersion(info);
+      await warnOnEviction(client, opts);
       reconnect = true;
     } catch (e) {
       if (owns) disconnectNow(client);
@@ -210,6 +214,19 @@ function validateChannel(channel: PChannelInfo): void {
  */
 function disconnectNow(connection: Redis): void {
   if (connection.status !== 'end') connection.disconnect();
+}
+
+/** An `allkeys-*` eviction policy may evict the log itself under memory pressure. Best effort: CONFIG may be disabled. */
+async function warnOnEviction(client: Redis, opts: ResolvedRedisWalOptions): Promise<void> {
+  try {
+    const reply = (await withTimeout(opts.clock, client.config('GET', 'maxmemory-policy'), opts.connectTimeoutMs, 'CONFIG GET')) as unknown;
+    const policy = Array.isArray(reply) ? String(reply[1] ?? '') : '';
+    if (policy.startsWith('allkeys-')) {
+      opts.logger.warn('redis wal: maxmemory-policy lets Redis evict WAL streams under memory pressure; use noeviction', { policy });
+    }
+  } catch {
+    // not allowed (managed Redis) or not answered: nothing to check
+  }
 }
 
 function backendClosed(): StreamingError {
