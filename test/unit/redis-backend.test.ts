@@ -205,13 +205,13 @@ describe('redis wal backend on a live Redis', () => {
     const client = new Redis(REDIS_URL, { connectionName: `walstream-unit-${RUN}` });
     client.on('error', () => undefined);
     const b = await backend({ redis: client });
-    const monitor = await admin.monitor();
+    const monitor = await RawMonitor.start(REDIS_URL);
     try {
       const log = await b.open({ name: 'one-call', term: 1, accessMode: 'rw' });
       await log.append([bytes('warm-up')]); // the first call on a connection sends EVAL with the body
       // MONITOR lists commands in execution order, a little after they ran: sentinels mark the window.
-      const seen: Array<{ args: string[]; source: string }> = [];
-      monitor.on('monitor', (_time: string, args: string[], source: string) => seen.push({ args, source }));
+      const seen: MonitorLine[] = [];
+      monitor.onLine((line) => seen.push(line));
       const sentinelAt = async (text: string): Promise<number> => {
         await client.echo(text);
         await waitUntil(() => seen.some((s) => s.args[0]?.toLowerCase() === 'echo' && s.args[1] === text), 5000, `${text} in MONITOR`);
@@ -241,7 +241,7 @@ describe('redis wal backend on a live Redis', () => {
       expect(xadds).toHaveLength(64);
       expect(xadds.every((s) => s.source === 'lua')).toBe(true);
     } finally {
-      monitor.disconnect();
+      monitor.close();
       await b.close();
       expect(client.status).toBe('ready'); // a given client is not quit by close()
       await client.quit();
@@ -292,13 +292,13 @@ describe('redis wal backend on a live Redis', () => {
     const client = new Redis(REDIS_URL, { connectionName });
     client.on('error', () => undefined);
     const b = await backend({ redis: client, tailBlockMs: 60_000 });
-    const monitor = await admin.monitor();
+    const monitor = await RawMonitor.start(REDIS_URL);
     try {
       const log = await b.open({ name: 'abort', term: 1, accessMode: 'rw' });
       await log.append([bytes('before')]);
       const stream = b.keys.stream('abort');
       let xreads = 0;
-      monitor.on('monitor', (_t: string, args: string[]) => {
+      monitor.onLine(({ args }) => {
         if (args[0]?.toLowerCase() === 'xread' && args.includes(stream)) xreads++;
       });
       const ac = new AbortController();
@@ -318,7 +318,7 @@ describe('redis wal backend on a live Redis', () => {
       expect(b.tailConnections).toBe(0);
       await waitUntil(async () => (await tailClientsOnServer(admin, `${connectionName}-tail`)) === 0, 5000, 'the tail connection to close');
     } finally {
-      monitor.disconnect();
+      monitor.close();
       await b.close();
       await client.quit();
     }
@@ -326,12 +326,12 @@ describe('redis wal backend on a live Redis', () => {
 
   it('re-issues the tail XREAD after each BLOCK timeout and still delivers', async () => {
     const b = await backend({ tailBlockMs: 20 });
-    const monitor = await admin.monitor();
+    const monitor = await RawMonitor.start(REDIS_URL);
     try {
       const log = await b.open({ name: 'reblock', term: 1, accessMode: 'rw' });
       const stream = b.keys.stream('reblock');
       let xreads = 0;
-      monitor.on('monitor', (_t: string, args: string[]) => {
+      monitor.onLine(({ args }) => {
         if (args[0]?.toLowerCase() === 'xread' && args.includes(stream)) xreads++;
       });
       const ac = new AbortController();
@@ -344,7 +344,7 @@ describe('redis wal backend on a live Redis', () => {
       ac.abort();
       expect(await it.next()).toEqual({ done: true, value: undefined });
     } finally {
-      monitor.disconnect();
+      monitor.close();
     }
   });
 
@@ -573,6 +573,74 @@ function freePort(): Promise<number> {
       const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });
+  });
+}
+
+interface MonitorLine {
+  /** Command name and arguments, unescaped (binary bytes as latin1 characters). */
+  args: string[];
+  /** `ip:port` of the client, or `lua` for a command run by a script. */
+  source: string;
+}
+
+/**
+ * MONITOR on a raw socket (ioredis' monitor() can mistake a monitor line that arrives in the same
+ * packet as the +OK for a reply and throw "Command queue state error" under concurrent traffic).
+ */
+class RawMonitor {
+  private readonly listeners: Array<(line: MonitorLine) => void> = [];
+  private buffer = '';
+
+  private constructor(private readonly socket: net.Socket) {}
+
+  static async start(url: string): Promise<RawMonitor> {
+    const u = new URL(url);
+    const socket = net.connect(Number(u.port || 6379), u.hostname || '127.0.0.1');
+    const monitor = new RawMonitor(socket);
+    socket.setEncoding('latin1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        if (u.password) socket.write(`AUTH ${decodeURIComponent(u.password)}\r\n`);
+        socket.write('MONITOR\r\n');
+      });
+      socket.on('data', (chunk: string) => {
+        monitor.buffer += chunk;
+        let nl: number;
+        while ((nl = monitor.buffer.indexOf('\r\n')) >= 0) {
+          const line = monitor.buffer.slice(0, nl);
+          monitor.buffer = monitor.buffer.slice(nl + 2);
+          if (line === '+OK') resolve();
+          else if (line.startsWith('-')) reject(new Error(`MONITOR refused: ${line}`));
+          else if (line.startsWith('+')) monitor.dispatch(line);
+        }
+      });
+    });
+    return monitor;
+  }
+
+  onLine(fn: (line: MonitorLine) => void): void {
+    this.listeners.push(fn);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private dispatch(line: string): void {
+    const open = line.indexOf('[');
+    const close = line.indexOf(']', open);
+    const source = line.slice(open + 1, close).split(' ')[1] ?? '';
+    const args: string[] = [];
+    for (const m of line.slice(close + 1).matchAll(/"((?:[^"\\]|\\.)*)"/g)) args.push(unescapeMonitor(m[1]!));
+    for (const fn of this.listeners) fn({ args, source });
+  }
+}
+
+function unescapeMonitor(s: string): string {
+  return s.replace(/\\(x[0-9a-f]{2}|.)/g, (_m, e: string) => {
+    if (e.length === 3) return String.fromCharCode(parseInt(e.slice(1), 16));
+    return ({ n: '\n', r: '\r', t: '\t', a: '\x07', b: '\b' } as Record<string, string>)[e] ?? e;
   });
 }
 
