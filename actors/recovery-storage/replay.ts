@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../../runtime/clock';
 import type { Logger } from '../../runtime/logger';
-import { toLogMessage } from '../../runtime/message/codec';
+import { decodeHeader, decodeMessage } from '../../runtime/message/codec';
 import type { MessageId } from '../../runtime/message/message-id';
 import type { LogMessage } from '../../runtime/message/types';
 import type { WalLog } from '../../storage/wal/backend';
@@ -60,8 +60,12 @@ export async function recover(opts: {
   try {
     for await (const entry of log.read({ policy: cp ? { type: 'startFrom', id: cp.id } : { type: 'all' }, signal: abort.signal })) {
       if (entry.id >= untilId) break;
-      const m = toLogMessage(entry);
-      if (m.timetick <= skipAtOrBelow) continue;
+      // Headers are enough for everything but CreateCollection (its schema): skip decoding bodies.
+      const h = decodeHeader(entry.data);
+      if (h.timetick <= skipAtOrBelow) continue;
+      const m = (h.type === 'CreateCollection' ? decodeMessage(entry.data) : h) as LogMessage;
+      m.id = entry.id;
+      m.size = entry.data.length;
       state.observe(m);
       opts.onMessage?.(m);
       replayed++;

@@ -34,12 +34,23 @@ export interface SegmentRecord {
 export class RecoveryState {
   readonly vchannels = new VChannelMeta();
   readonly segments = new Map<number, SegmentRecord>();
-  checkpoint: Checkpoint | undefined;
+  private cpId: MessageId | undefined;
+  private cpTt = 0n;
   /** Checkpoint as last persisted. */
   persistedCheckpoint: Checkpoint | undefined;
   readonly dirtyVChannels = new Set<string>();
   readonly dirtySegments = new Set<number>();
   dirtyMessages = 0;
+
+  /** Every message with timetick ≤ checkpoint.timetick is reflected in this state; replay from checkpoint.id. */
+  get checkpoint(): Checkpoint | undefined {
+    return this.cpId === undefined ? undefined : { id: this.cpId, timetick: this.cpTt.toString() };
+  }
+
+  set checkpoint(cp: Checkpoint | undefined) {
+    this.cpId = cp?.id;
+    this.cpTt = cp ? BigInt(cp.timetick) : 0n;
+  }
 
   /** Applies one persisted message; returns segments that just got their flush marker. */
   observe(m: LogMessage): SegmentRecord[] {
@@ -98,7 +109,8 @@ export class RecoveryState {
       default:
         break;
     }
-    this.checkpoint = { id: m.lastConfirmedId === '' ? m.id : m.lastConfirmedId, timetick: m.timetick.toString() };
+    this.cpId = m.lastConfirmedId === '' ? m.id : m.lastConfirmedId;
+    this.cpTt = m.timetick;
     this.dirtyMessages++;
     return sealed;
   }

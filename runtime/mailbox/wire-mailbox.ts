@@ -95,6 +95,7 @@ export class WireMailbox implements Mailbox {
     const fields = requestFields({ kind: RequestKind.call, id, replyTo: this.clientId, deadline, command: encodeCommand(command, this.codecLimits) });
     this.checkRequestSize(fields);
     await this.ensureReplies();
+    this.checkOpen(); // close() may have run meanwhile
     return new Promise<ResultOf<C['type']>>((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
         if (this.calls.delete(id)) reject(timeoutError(`${type} to ${address}`, timeoutMs, address));
@@ -121,6 +122,7 @@ export class WireMailbox implements Mailbox {
     const fields = requestFields({ kind: RequestKind.open, id, replyTo: this.clientId, deadline, command: encodeCommand(command, this.codecLimits), credits });
     this.checkRequestSize(fields);
     await this.ensureReplies();
+    this.checkOpen(); // close() may have run meanwhile
     const stream = new ClientStream<unknown>(id, type, address, credits, {
       control: (kind, sid, addr, n) => this.control(kind, sid, addr, n),
       forget: (sid) => this.streams.delete(sid),

@@ -34,6 +34,7 @@ type Parsed = RequestEnvelope & { commandJson?: unknown };
 
 export class WireServer implements MailboxServer, InboxConsumer {
   private reader: InboxReader | undefined;
+  private readonly earlyAcks: string[] = [];
   private readonly accepted: ReadonlySet<string>;
   private readonly running = new Set<Promise<void>>();
   private readonly streams = new Map<string, ServerStream<unknown>>();
@@ -55,6 +56,9 @@ export class WireServer implements MailboxServer, InboxConsumer {
 
   async start(): Promise<void> {
     this.reader = await this.host.wire.openInbox(this.address, this.opts.consumer, this);
+    // Entries may be delivered before openInbox resolves: acknowledge what they finished with meanwhile.
+    const early = this.earlyAcks.splice(0);
+    if (early.length > 0) this.flushAcks(early);
   }
 
   stats(): ServerStats {
@@ -280,9 +284,15 @@ export class WireServer implements MailboxServer, InboxConsumer {
   }
 
   private ack(entryId: string): void {
-    const reader = this.reader;
-    if (!reader) return;
-    reader.ack([entryId]).catch((e: unknown) => this.host.logger.warn('mailbox: ack failed', { address: this.address, entry: entryId, error: String(e) }));
+    if (!this.reader) {
+      this.earlyAcks.push(entryId);
+      return;
+    }
+    this.flushAcks([entryId]);
+  }
+
+  private flushAcks(ids: string[]): void {
+    this.reader?.ack(ids).catch((e: unknown) => this.host.logger.warn('mailbox: ack failed', { address: this.address, entries: ids, error: String(e) }));
   }
 
   private track(p: Promise<unknown>): void {

@@ -78,9 +78,8 @@ export class MemoryMailboxHub {
     const g = this.group(key, group);
     const s = this.live(key)!;
     const out: WireEntry[] = [];
-    for (const e of s.entries) {
-      if (out.length >= count) break;
-      if (e.seq <= g.lastDelivered) continue;
+    for (let i = firstAfter(s.entries, g.lastDelivered); i < s.entries.length && out.length < count; i++) {
+      const e = s.entries[i]!;
       g.lastDelivered = e.seq;
       g.pending.set(e.seq, consumer);
       out.push({ id: idOf(e.seq), fields: e.fields });
@@ -115,11 +114,10 @@ export class MemoryMailboxHub {
   read(key: string, afterId: string, count: number): WireEntry[] {
     const s = this.live(key);
     if (!s) return [];
-    const after = seqOf(afterId);
     const out: WireEntry[] = [];
-    for (const e of s.entries) {
-      if (out.length >= count) break;
-      if (e.seq > after) out.push({ id: idOf(e.seq), fields: e.fields });
+    for (let i = firstAfter(s.entries, seqOf(afterId)); i < s.entries.length && out.length < count; i++) {
+      const e = s.entries[i]!;
+      out.push({ id: idOf(e.seq), fields: e.fields });
     }
     return out;
   }
@@ -173,6 +171,18 @@ export class MemoryMailboxHub {
     }
     return s;
   }
+}
+
+/** Index of the first entry with a sequence above `seq` (entries are sorted). */
+function firstAfter(entries: readonly { seq: number }[], seq: number): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid]!.seq <= seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function idOf(seq: number): string {

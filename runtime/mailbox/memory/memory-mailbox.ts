@@ -132,6 +132,7 @@ class MemoryWire implements MailboxWire {
       close: async () => {
         refresh.cancel();
         await this.stop(loop);
+        this.hub.delete(key); // a clean close removes the stream at once (a crash leaves it to expire)
       },
     });
   }

@@ -50,11 +50,11 @@ export class RedisWire implements MailboxWire {
   }
 
   async sendRequest(address: string, fields: WireFields): Promise<void> {
-    await this.cmd.callBuffer('XADD', this.deps.keys.inbox(address), 'MAXLEN', '~', this.deps.options.inboxMaxLen, '*', ...flatten(fields));
+    await this.cmd.xaddBuffer(this.deps.keys.inbox(address), 'MAXLEN', '~', this.deps.options.inboxMaxLen, '*', ...flatten(fields));
   }
 
   async sendReply(clientId: string, fields: WireFields): Promise<boolean> {
-    const id = await this.cmd.callBuffer('XADD', this.deps.keys.replies(clientId), 'NOMKSTREAM', 'MAXLEN', '~', this.deps.options.replyMaxLen, '*', ...flatten(fields));
+    const id = await this.cmd.xaddBuffer(this.deps.keys.replies(clientId), 'NOMKSTREAM', 'MAXLEN', '~', this.deps.options.replyMaxLen, '*', ...flatten(fields));
     return id !== null && id !== undefined;
   }
 
