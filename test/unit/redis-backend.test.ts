@@ -496,6 +496,59 @@ describe('redis wal backend across a redis-server crash (appendonly yes, appendf
   });
 });
 
+describe('redis wal backend with waitForReplicas (a primary and a replica started by the test)', () => {
+  const dirs: string[] = [];
+  const servers: RedisServer[] = [];
+
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.kill()));
+    await Promise.all(dirs.splice(0).map((d) => fs.promises.rm(d, { recursive: true, force: true })));
+  });
+
+  async function server(extra: readonly string[]): Promise<RedisServer> {
+    const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'walstream-redis-wait-'));
+    dirs.push(dir);
+    const s = await RedisServer.start(dir, extra);
+    servers.push(s);
+    return s;
+  }
+
+  it('acknowledges once the replica has the batch, and rejects (records on the primary) when too few replicas answer', async () => {
+    const primary = await server([]);
+    const replica = await server(['--replicaof', '127.0.0.1', String(primary.port)]);
+    const admin = await testRedis(`redis://127.0.0.1:${primary.port}`);
+    const onReplica = await testRedis(`redis://127.0.0.1:${replica.port}`);
+    const backend = await RedisWalBackend.connect({
+      redis: `redis://127.0.0.1:${primary.port}`,
+      keyPrefix: 'wait:',
+      waitForReplicas: { replicas: 1, timeoutMs: 5000 },
+    });
+    const tooMany = await RedisWalBackend.connect({
+      redis: `redis://127.0.0.1:${primary.port}`,
+      keyPrefix: 'wait:',
+      waitForReplicas: { replicas: 2, timeoutMs: 50 },
+    });
+    try {
+      await waitUntil(async () => /slave0:.*state=online/.test(await admin.info('replication')), 10_000, 'the replica to be online');
+      const log = await backend.open({ name: 'w', term: 1, accessMode: 'rw' });
+      const ids = await log.append([bytes('r0'), bytes('r1')]);
+      // Acknowledged ⇒ already on the replica, with the same ids (scripts replicate by effect).
+      const there = await onReplica.xrange(backend.keys.stream('w'), '-', '+');
+      expect(there.map(([id]) => toMessageId(id))).toEqual(ids);
+
+      const log2 = await tooMany.open({ name: 'w', term: 2, accessMode: 'rw' });
+      const err = await log2.append([bytes('r2')]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: ErrorCode.INNER, retriable: true, details: { replicas: 1, wanted: 2 } });
+      expect(await admin.xlen(backend.keys.stream('w'))).toBe(3); // on the primary nevertheless
+    } finally {
+      await Promise.all([backend.close(), tooMany.close(), admin.quit(), onReplica.quit()]);
+    }
+  });
+});
+
 // ------------------------------------------------------------------------------------------------
 // helpers
 // ------------------------------------------------------------------------------------------------
@@ -644,7 +697,7 @@ function unescapeMonitor(s: string): string {
   });
 }
 
-/** A redis-server child process with AOF on and fsync on every write, in `dir`. */
+/** A redis-server child process in `dir` (by default with AOF on and fsync on every write). */
 class RedisServer {
   private exited: Promise<void>;
 
@@ -655,13 +708,11 @@ class RedisServer {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   }
 
-  static async start(dir: string): Promise<RedisServer> {
+  static async start(dir: string, extra: readonly string[] = ['--appendonly', 'yes', '--appendfsync', 'always']): Promise<RedisServer> {
     const port = await freePort();
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--logfile', ''],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--logfile', '', ...extra], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const server = new RedisServer(child, port);
     // Ready when it says so on stdout (after loading the AOF); fail if it exits or stays silent.
     await new Promise<void>((resolve, reject) => {

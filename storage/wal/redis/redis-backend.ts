@@ -156,6 +156,8 @@ export class RedisWalBackend implements WalBackend {
       // A user's commandTimeout would cut every BLOCK short; the block itself is bounded by tailBlockMs.
       commandTimeout: undefined,
       lazyConnect: false,
+      // The first XREAD is sent while the new connection is still connecting.
+      enableOfflineQueue: true,
     });
     connection.on('error', (e: unknown) => this.opts.logger.debug('redis tail connection error', { error: String(e) }));
     this.tails.add(connection);
