@@ -51,6 +51,9 @@ export async function recover(opts: {
   const state = await loadRecoveryState(meta, pchannel);
   const cp = state.checkpoint;
   const skipAtOrBelow = cp ? BigInt(cp.timetick) : -1n;
+  // Read from the idempotency window's start when it is before the checkpoint: messages up to the
+  // checkpoint only rebuild the window, the rest also rebuild the state.
+  const from = cp === undefined ? undefined : cp.windowFrom !== undefined && cp.windowFrom < cp.id ? cp.windowFrom : cp.id;
   const abort = new AbortController();
   const t0 = clock.monotonic();
   let lastReport = t0;
@@ -58,16 +61,17 @@ export async function recover(opts: {
   const startSeq = cp ? seqOf(cp.id) : 1;
   const endSeq = seqOf(untilId);
   try {
-    for await (const entry of log.read({ policy: cp ? { type: 'startFrom', id: cp.id } : { type: 'all' }, signal: abort.signal })) {
+    for await (const entry of log.read({ policy: from ? { type: 'startFrom', id: from } : { type: 'all' }, signal: abort.signal })) {
       if (entry.id >= untilId) break;
       // Headers are enough for everything but CreateCollection (its schema): skip decoding bodies.
       const h = decodeHeader(entry.data);
-      if (h.timetick <= skipAtOrBelow) continue;
-      const m = (h.type === 'CreateCollection' ? decodeMessage(entry.data) : h) as LogMessage;
+      const aboveCheckpoint = h.timetick > skipAtOrBelow;
+      const m = (aboveCheckpoint && h.type === 'CreateCollection' ? decodeMessage(entry.data) : h) as LogMessage;
       m.id = entry.id;
       m.size = entry.data.length;
-      state.observe(m);
       opts.onMessage?.(m);
+      if (!aboveCheckpoint) continue;
+      state.observe(m);
       replayed++;
       const now = clock.monotonic();
       if (now - lastReport >= (opts.progressEveryMs ?? 1000)) {

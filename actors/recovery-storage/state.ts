@@ -12,7 +12,16 @@ export interface Checkpoint {
   id: MessageId;
   /** Decimal string of the timetick. */
   timetick: string;
+  /**
+   * Where the idempotency window starts: recovery reads from here (not only from `id`) to rebuild
+   * the keys of the last appends, so a retry that reaches the next owner is not written twice.
+   * '' = the start of the log.
+   */
+  windowFrom?: MessageId;
 }
+
+/** Messages between two marks of the idempotency window's start. */
+const WINDOW_MARK_EVERY = 1024;
 
 export interface SegmentRecord {
   segmentId: number;
@@ -36,6 +45,12 @@ export class RecoveryState {
   readonly segments = new Map<number, SegmentRecord>();
   private cpId: MessageId | undefined;
   private cpTt = 0n;
+  private windowFrom: MessageId = '';
+  private observed = 0;
+  private readonly marks: { at: number; id: MessageId }[] = [];
+
+  /** @param windowMessages how many recent messages' idempotency keys recovery must rebuild. */
+  constructor(private readonly windowMessages = 65_536) {}
   /** Checkpoint as last persisted. */
   persistedCheckpoint: Checkpoint | undefined;
   readonly dirtyVChannels = new Set<string>();
@@ -44,12 +59,22 @@ export class RecoveryState {
 
   /** Every message with timetick ≤ checkpoint.timetick is reflected in this state; replay from checkpoint.id. */
   get checkpoint(): Checkpoint | undefined {
-    return this.cpId === undefined ? undefined : { id: this.cpId, timetick: this.cpTt.toString() };
+    return this.cpId === undefined ? undefined : { id: this.cpId, timetick: this.cpTt.toString(), windowFrom: this.windowFrom };
   }
 
   set checkpoint(cp: Checkpoint | undefined) {
     this.cpId = cp?.id;
     this.cpTt = cp ? BigInt(cp.timetick) : 0n;
+    this.windowFrom = cp?.windowFrom ?? '';
+  }
+
+  /** Moves the window's start forward as messages go by (it trails by at least `windowMessages`). */
+  private advanceWindow(id: MessageId): void {
+    this.observed++;
+    if (this.observed % WINDOW_MARK_EVERY === 0) this.marks.push({ at: this.observed, id });
+    while (this.marks.length > 0 && this.marks[0]!.at <= this.observed - this.windowMessages) {
+      this.windowFrom = this.marks.shift()!.id;
+    }
   }
 
   /** Applies one persisted message; returns segments that just got their flush marker. */
@@ -111,6 +136,7 @@ export class RecoveryState {
     }
     this.cpId = m.lastConfirmedId === '' ? m.id : m.lastConfirmedId;
     this.cpTt = m.timetick;
+    this.advanceWindow(this.cpId);
     this.dirtyMessages++;
     return sealed;
   }
@@ -145,7 +171,8 @@ export class RecoveryState {
   truncationPoint(): MessageId | undefined {
     const cp = this.persistedCheckpoint;
     if (!cp) return undefined;
-    let point = cp.id;
+    let point = cp.windowFrom !== undefined && cp.windowFrom < cp.id ? cp.windowFrom : cp.id;
+    if (point === '') return undefined;
     for (const s of this.segments.values()) {
       if ((s.state === 'growing' || s.state === 'sealed') && s.createId < point) point = s.createId;
     }

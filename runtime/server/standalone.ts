@@ -39,6 +39,10 @@ export interface StandaloneOverrides {
   clock?: Clock;
   /** The WAL backend a node uses (tests inject faults); default: the shared backend. */
   backendFor?: (nodeId: string, shared: WalBackend) => WalBackend;
+  /** Wraps the MetaStore (fault injection in tests). */
+  metaFor?: (meta: MetaStore) => MetaStore;
+  /** Wraps the object store (fault injection in tests). */
+  objectsFor?: (objects: ObjectStore) => ObjectStore;
   restartPolicy?: RestartPolicy;
   /** How long start() waits for every pchannel to be ready. Default 60000 ms. */
   readyTimeoutMs?: number;
@@ -63,7 +67,8 @@ export class StandaloneServer {
     const clock = overrides.clock ?? systemClock;
     const dataDir = path.resolve(config.dataDir);
     await fs.mkdir(dataDir, { recursive: true });
-    const meta = await EmbeddedMetaStore.open({ dir: path.join(dataDir, 'meta'), clock });
+    const embedded = await EmbeddedMetaStore.open({ dir: path.join(dataDir, 'meta'), clock });
+    const meta: MetaStore = overrides.metaFor ? overrides.metaFor(embedded) : embedded;
     let oracle: TimestampOracle | undefined;
     let backend: WalBackend | undefined;
     let objects: ObjectStore | undefined;
@@ -72,6 +77,7 @@ export class StandaloneServer {
       oracle = await TimestampOracle.open({ store: new FileTsoStore(path.join(dataDir, 'tso', 'bound.json')), clock });
       backend = createBackend(config, dataDir, clock);
       objects = await openObjectStore(config.objectStore, clock);
+      if (overrides.objectsFor) objects = overrides.objectsFor(objects);
       flushQueue = new InlineFlushQueue(new SegmentFlushWorker({ backend, objects, meta, root: config.objectStore.rootPath }), clock);
       const walShared: NodeWalDeps = {
         meta,
@@ -125,7 +131,7 @@ export class StandaloneServer {
       await objects?.close().catch(() => undefined);
       await oracle?.close().catch(() => undefined);
       await backend?.close().catch(() => undefined);
-      await meta.close().catch(() => undefined);
+      await embedded.close().catch(() => undefined);
       throw e;
     }
   }

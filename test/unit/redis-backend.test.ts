@@ -514,7 +514,7 @@ describe('redis wal backend with waitForReplicas (a primary and a replica starte
   }
 
   it('acknowledges once the replica has the batch, and rejects (records on the primary) when too few replicas answer', async () => {
-    const primary = await server([]);
+    const primary = await server(['--repl-diskless-sync-delay', '0']);
     const replica = await server(['--replicaof', '127.0.0.1', String(primary.port)]);
     const admin = await testRedis(`redis://127.0.0.1:${primary.port}`);
     const onReplica = await testRedis(`redis://127.0.0.1:${replica.port}`);

@@ -205,6 +205,8 @@ export class RedisWire implements MailboxWire {
       connectionName: `${base.connectionName ?? 'walstream-mailbox'}-${role}`.replace(/[^A-Za-z0-9_.-]/g, '_'),
       lazyConnect: true,
       connectTimeout: this.deps.connectTimeoutMs,
+      // A blocked connection has nothing to pipeline with (and ioredis 6.0.0 breaks callBuffer under auto-pipelining).
+      enableAutoPipelining: false,
     });
     conn.on('error', (e: unknown) => this.deps.logger.debug('mailbox: redis connection error', { role, error: String(e) }));
     await connectOrExplain(conn, this.deps.connectTimeoutMs);

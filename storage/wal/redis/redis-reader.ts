@@ -106,8 +106,9 @@ export class RedisReader {
           readAhead = undefined;
           if (reply === STOP) return;
           entries = (reply as RawEntry[] | null) ?? [];
-          if (entries.length < this.ctx.readChunk) tailing = true; // caught up: from now on XREAD BLOCK
-          else readAhead = this.xrange({ kind: 'after', streamId: entries[entries.length - 1]![0].toString('latin1') });
+          const lastId = entries[entries.length - 1]?.[0].toString('latin1');
+          if (entries.length < this.ctx.readChunk || lastId === MAX_STREAM_ID) tailing = true; // caught up: from now on XREAD BLOCK
+          else readAhead = this.xrange({ kind: 'after', streamId: lastId! });
         } else {
           this.tail ??= this.ctx.openTailConnection();
           const after = position.kind === 'after' ? position.streamId : predecessorStreamId(position.streamId);
