@@ -187,7 +187,7 @@ export async function insertCommand(args: string[], io: CliIo): Promise<number> 
     const info = await client.describeCollection(collection);
     let total = 0;
     for (let i = 0; i < rows.length; i += batch) {
-      const columns = rowsToColumns(info.schema, rows.slice(i, i + batch), `rows[${i}..]`);
+      const columns = rowsToColumns(info.schema, rows.slice(i, i + batch), 'rows', i);
       const r: WriteResult = await client.insert({ collection, columns, idempotencyKey: `${key}:${i / batch}`, ...(partition !== undefined ? { partition } : {}) });
       total += r.rows;
       if (boolOption(p, 'json')) println(io.stdout, stringifyJson(r));

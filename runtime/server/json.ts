@@ -247,20 +247,23 @@ export function decodePrimaryKeys(value: unknown, field = 'primaryKeys'): Primar
  * columns of `schema`: every field of the schema is a column (an autoId primary key is left out);
  * a row with a field the schema lacks, or without one it has, is INVALID_ARGUMENT `rows[i].name`.
  */
-export function rowsToColumns(schema: CollectionSchema, rows: unknown[], field = 'rows'): Column[] {
+export function rowsToColumns(schema: CollectionSchema, rows: unknown[], field = 'rows', firstIndex = 0): Column[] {
   if (rows.length === 0) bad(field, 'no rows');
   const fields = schema.fields.filter((f) => f.autoId !== true);
   const known = new Set(schema.fields.map((f) => f.name));
   const json: JsonColumn[] = fields.map((f) => ({ name: f.name, type: f.type, data: [], ...(f.type === 'floatVector' ? { dim: f.dim } : {}) }));
-  rows.forEach((row, i) => {
-    if (!isObject(row)) bad(`${field}[${i}]`, 'expected an object');
-    for (const k of Object.keys(row)) if (!known.has(k)) bad(`${field}[${i}].${k}`, 'unknown field');
+  rows.forEach((row, r) => {
+    const at = `${field}[${firstIndex + r}]`;
+    if (!isObject(row)) bad(at, 'expected an object');
+    for (const k of Object.keys(row)) if (!known.has(k)) bad(`${at}.${k}`, 'unknown field');
     fields.forEach((f, j) => {
-      if (!(f.name in row)) bad(`${field}[${i}].${f.name}`, 'missing field');
+      if (!(f.name in row)) bad(`${at}.${f.name}`, 'missing field');
       const col = json[j] as JsonColumn;
       const v = row[f.name];
       if (f.type === 'floatVector') {
-        if (!Array.isArray(v)) bad(`${field}[${i}].${f.name}`, 'expected an array of numbers');
+        if (!Array.isArray(v)) bad(`${at}.${f.name}`, 'expected an array of numbers');
+        if (v.length !== f.dim) bad(`${at}.${f.name}`, `expected ${f.dim} values (dim), got ${v.length}`, { dim: f.dim, length: v.length });
+        v.forEach((x: unknown, k: number) => (typeof x !== 'number' || !Number.isFinite(x)) && bad(`${at}.${f.name}[${k}]`, 'expected a finite number'));
         for (const x of v) col.data.push(x);
       } else {
         col.data.push(v);

@@ -162,7 +162,7 @@ describe('in: JSON → model', () => {
     expect(Array.from((cols[0] as Extract<Column, { type: 'floatVector' }>).data)).toEqual([1, 2, 3, 4]);
     expect(caught(() => rowsToColumns(schema, [{ v: [1, 2] }])).details).toMatchObject({ field: 'rows[0].s', reason: 'missing field' });
     expect(caught(() => rowsToColumns(schema, [{ v: [1, 2], s: 'a', z: 1 }])).details).toMatchObject({ field: 'rows[0].z', reason: 'unknown field' });
-    expect(caught(() => rowsToColumns(schema, [{ v: [1, 2, 3], s: 'a' }])).details).toMatchObject({ field: 'rows.v.data' });
+    expect(caught(() => rowsToColumns(schema, [{ v: [1, 2], s: 'a' }, { v: [1, 2, 3], s: 'a' }], 'rows', 10)).details).toMatchObject({ field: 'rows[11].v', dim: 2, length: 3 });
   });
 
   test('subscribe parameters: decode, and encode back to the same query', () => {

@@ -43,7 +43,7 @@ export class RedisMailbox extends WireMailbox {
     if (redis?.keyPrefix) throw invalidArgument('RedisMailboxOptions.redis.keyPrefix is not supported; use prefix', { field: 'redis.keyPrefix' });
     if (!Number.isSafeInteger(connectTimeoutMs) || connectTimeoutMs < 1) throw invalidArgument('connectTimeoutMs must be a positive integer', { field: 'connectTimeoutMs' });
     const connection: RedisOptions = { host: '127.0.0.1', port: 6379, connectionName: 'walstream-mailbox', ...redis };
-    const command = new Redis({ enableAutoPipelining: true, ...connection, connectTimeout: connectTimeoutMs, lazyConnect: true });
+    const command = new Redis({ ...connection, connectTimeout: connectTimeoutMs, lazyConnect: true });
     command.on('error', (e: unknown) => logger.debug('mailbox: redis connection error', { error: String(e) }));
     await connectOrExplain(command, connectTimeoutMs);
     const wire = new RedisWire({ command, connection, keys, options, clock: options.clock ?? systemClock, logger, connectTimeoutMs });
