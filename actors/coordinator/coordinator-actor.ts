@@ -41,6 +41,8 @@ export interface CoordinatorOptions {
   ddlTimeoutMs: number;
   /** Most shards per collection. Default 16. */
   maxShards: number;
+  /** How often every live node is asked what it serves (pchannels it gave up are moved). Default 10000 ms. */
+  verifyIntervalMs: number;
 }
 
 export const DEFAULT_COORDINATOR_OPTIONS: CoordinatorOptions = {
@@ -49,6 +51,7 @@ export const DEFAULT_COORDINATOR_OPTIONS: CoordinatorOptions = {
   backoffMaxMs: 5_000,
   ddlTimeoutMs: 120_000,
   maxShards: 16,
+  verifyIntervalMs: 10_000,
 };
 
 export interface CoordinatorDeps {
@@ -94,6 +97,7 @@ class CoordinatorCore {
   private balanceScheduled = false;
   private retryBackoff: number;
   private shuttingDown = false;
+  private verifyTimer: { cancel(): void } | undefined;
 
   constructor(
     private readonly deps: CoordinatorDeps,
@@ -124,6 +128,9 @@ class CoordinatorCore {
         return this.onLoaded(msg.channels, msg.collections, msg.versionEpoch);
       case 'verified': {
         this.verified = true;
+        this.verifyTimer = this.deps.clock.setInterval(() => {
+          if (!this.shuttingDown) for (const n of this.live) void this.verifyNode(n);
+        }, this.opts.verifyIntervalMs);
         this.scheduleBalance();
         const waiting = this.waitingForLoad;
         this.waitingForLoad = [];
@@ -182,6 +189,7 @@ class CoordinatorCore {
         return reply(msg.replyTo, this.status());
       case 'shutdown':
         this.shuttingDown = true;
+        this.verifyTimer?.cancel();
         for (const w of this.watchers) {
           w.timer.cancel();
           dispatch(w.replyTo, { ok: true, value: this.assignment() });

@@ -22,6 +22,8 @@ export type NodeMsg =
   | { type: 'subscribe'; pchannel: string; term: number; options: SubscribeOptions; replyTo: Ref<Reply<Scanner>> }
   | { type: 'status'; replyTo: Ref<NodeStatus> }
   | { type: 'shutdown'; replyTo: Ref<Reply<void>> }
+  /** Closes every WAL at once but keeps serving (self-fence after losing the lease). */
+  | { type: 'dropAll'; replyTo: Ref<Reply<void>> }
   // from the node's own supervision and completions
   | { type: 'walReady'; pchannel: string; term: number; error?: StreamingError }
   | { type: 'walGaveUp'; pchannel: string; term: number; error: StreamingError }

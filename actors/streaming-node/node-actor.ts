@@ -84,6 +84,16 @@ class NodeCore {
         return;
       case 'shutdown':
         return this.onShutdown(msg.replyTo);
+      case 'dropAll': {
+        const all = [...this.wals.entries()];
+        this.wals.clear();
+        this.logger.warn('dropping every WAL', { wals: all.map(([p, w]) => `${p}@${w.term}`) });
+        Promise.all(all.map(([p, w]) => this.closeWal(p, w))).then(
+          () => dispatch(msg.replyTo, { ok: true, value: undefined }),
+          (e: unknown) => dispatch(msg.replyTo, { ok: false, error: toStreamingError(e) }),
+        );
+        return;
+      }
       case 'walReady':
         return this.onWalReady(msg.pchannel, msg.term, msg.error);
       case 'walGaveUp':

@@ -525,7 +525,11 @@ export class WalCore {
     this.deps.tso.syncIfExpired(TSO_BATCH_MAX_AGE_MS);
     const tt = this.deps.tso.tryAllocate();
     if (tt === undefined) {
-      void this.deps.tso.refill().catch((e: unknown) => this.logger.warn('tso refill failed', { error: toStreamingError(e).message }));
+      // The batch was empty or too old: fetch one and tick again once it is here.
+      this.deps.tso.refill().then(
+        () => dispatch(this.self, { type: 'tick' }),
+        (e: unknown) => this.logger.warn('tso refill failed', { error: toStreamingError(e).message }),
+      );
       return;
     }
     this.txns.cleanupUntil(tt);

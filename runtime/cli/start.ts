@@ -28,8 +28,9 @@ export async function startCommand(args: string[], io: CliIo): Promise<number> {
   if (config.mode !== 'standalone') throw new UsageError(`start: runs standalone; mode ${config.mode} is a cluster role`);
   if (!io.onSignal) throw new UsageError('start: needs signal handling (run it as a process)');
 
-  // The configured log level applies to loggers made from here on (they are made on first use).
-  process.env['WALSTREAM_LOG_LEVEL'] = config.logLevel;
+  // The configured log level applies to loggers made from here on (the logger reads it on first
+  // use; runtime/logger.ts has no setter). Only for a real process: an embedding caller keeps its env.
+  if (io.env === process.env) process.env['WALSTREAM_LOG_LEVEL'] = config.logLevel;
   const { StandaloneServer } = await import('../server/standalone');
   const { startHttpServer } = await import('../server/http');
 

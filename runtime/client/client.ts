@@ -9,6 +9,7 @@ import type { Clock } from '../clock';
 import { ErrorCode, StreamingError, invalidArgument } from '../errors';
 import { createLogger, type Logger } from '../logger';
 import type { Column, NewMessage, PrimaryKeys, TxnContext } from '../message/types';
+import { validateInsert } from '../message/validate';
 import type {
   AppendResult,
   CallOptions,
@@ -140,6 +141,14 @@ export class Client implements WalstreamClient {
     const partitionId = await this.partitionId(info, req.partition, o);
     if (!Array.isArray(req.columns)) throw invalidArgument('columns must be an array', { field: 'columns' });
     const pkField = info.schema.fields.find((f) => f.primaryKey);
+    if (pkField?.autoId) {
+      throw invalidArgument(`collection ${info.name} has an autoId primary key; inserts into autoId collections are not supported yet (give the key)`, {
+        field: pkField.name,
+        reason: 'autoId not supported',
+      });
+    }
+    // Validate the whole batch before splitting it over shards: a bad row rejects all of it.
+    validateInsert(info.schema, req.columns);
     const pkColumn = req.columns.find((c) => c.name === pkField?.name);
     if (!pkField || !pkColumn || pkColumn.type === 'floatVector' || !Array.isArray(pkColumn.data)) {
       throw invalidArgument(`the primary key column ${JSON.stringify(pkField?.name ?? '')} is required`, { field: pkField?.name ?? '', reason: 'missing field' });

@@ -95,7 +95,7 @@ export class Router {
         throw lastError && hasDeadline(e) ? withCause(lastError, e) : e;
       }
       try {
-        return await call(owner);
+        return await this.unlessMoved(pchannel, owner, deadline, call(owner));
       } catch (e) {
         const err = toStreamingError(e);
         lastError = err;
@@ -124,6 +124,29 @@ export class Router {
         backoff = Math.min(this.opts.backoffMaxMs, backoff * 2);
       }
     }
+  }
+
+  /**
+   * Settles with `attempt`, or fails with CHANNEL_NOT_EXIST as soon as the watched assignment shows
+   * the pchannel at a newer term (the owner it was sent to died or moved: waiting for its answer
+   * would only burn the deadline; the retry is safe thanks to the idempotency key).
+   */
+  private unlessMoved<T>(pchannel: string, owner: ChannelAssignment & { node: string }, deadline: number, attempt: Promise<T>): Promise<T> {
+    let settled = false;
+    const moved = (async (): Promise<never> => {
+      while (!settled && this.clock.monotonic() < deadline) {
+        const c = this.assignment?.channels.find((x) => x.name === pchannel);
+        if (c && c.term > owner.term) {
+          throw new StreamingError(ErrorCode.CHANNEL_NOT_EXIST, `${pchannel} moved from ${owner.node} (term ${owner.term}) to ${c.node ?? '?'} (term ${c.term})`, { details: { pchannel } });
+        }
+        await this.waitForChange(deadline, 30_000).catch(() => undefined);
+      }
+      return new Promise<never>(() => undefined); // the attempt decides
+    })();
+    return Promise.race([attempt, moved]).finally(() => {
+      settled = true;
+      attempt.catch(() => undefined);
+    });
   }
 
   /** Appends to the message's vchannel, retrying across moves; adds an idempotency key when missing. */

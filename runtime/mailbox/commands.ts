@@ -247,11 +247,12 @@ function subscribeOptionsJson(o: SubscribeOptions): unknown {
   };
 }
 
-/** The same error with `details.field` set (kept when it already names one). */
+/** The same error with `details.field` under `field` (`message`, or `message.header.collectionId` when the codec named one). */
 function withField(e: unknown, field: string): StreamingError {
   if (e instanceof StreamingError) {
-    if (e.details?.['field'] !== undefined) return e;
-    return new StreamingError(e.code, e.message, { cause: e, retriable: e.retriable, details: { ...(e.details ?? {}), field } });
+    const inner = e.details?.['field'];
+    const path = typeof inner === 'string' && inner !== '' ? `${field}.${inner}` : field;
+    return new StreamingError(e.code, e.message, { cause: e, retriable: e.retriable, details: { ...(e.details ?? {}), field: path } });
   }
   return new StreamingError(ErrorCode.INVALID_ARGUMENT, `invalid ${field}: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { field } });
 }

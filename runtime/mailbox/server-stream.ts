@@ -17,6 +17,8 @@ export interface ServerStreamHost<T> {
 }
 
 const CANCELLED = Symbol('cancelled');
+/** Item sends in flight per stream before the pump waits for the oldest. */
+const SEND_WINDOW = 32;
 
 export class ServerStream<T> {
   private credit: number;
@@ -64,9 +66,15 @@ export class ServerStream<T> {
     this.poke();
   }
 
-  /** Runs until the iterator ends, the stream is cancelled, or the client is gone. Never throws. */
+  /**
+   * Runs until the iterator ends, the stream is cancelled, or the client is gone. Never throws.
+   * Sends are pipelined (up to SEND_WINDOW unconfirmed, in order on one connection) so a stream is not
+   * paced by one round trip per item; credits still bound what is pulled.
+   */
   async pump(it: AsyncIterator<T>): Promise<void> {
     let exhausted = false;
+    const window: Promise<void>[] = [];
+    const drain = (): Promise<unknown> => Promise.all(window.splice(0));
     try {
       for (;;) {
         if (this.cancelled) break;
@@ -80,22 +88,26 @@ export class ServerStream<T> {
         if (r === CANCELLED) break;
         if (r.done) {
           exhausted = true;
+          await drain();
           if (!this.cancelled) await this.host.sendEnd(this.id, this.replyTo, undefined);
           return;
         }
         if (this.cancelled) break;
-        const outcome = await this.host.sendItem(this.id, this.replyTo, r.value);
         this.lastSent = this.host.monotonic();
-        if (outcome !== 'sent') {
-          // 'replaced': the item could not be sent and an error item ended the stream; 'gone': no client.
-          this.cancelled = true;
-          return;
-        }
-        this.host.onItem();
+        window.push(
+          this.host.sendItem(this.id, this.replyTo, r.value).then((outcome) => {
+            if (outcome === 'sent') this.host.onItem();
+            // 'replaced': the item could not be sent and an error item ended the stream; 'gone': no client.
+            else this.cancel();
+          }),
+        );
+        if (window.length >= SEND_WINDOW) await window.shift();
       }
+      await drain();
       if (this.endError) await this.host.sendEnd(this.id, this.replyTo, this.endError);
     } catch (e) {
       exhausted = true; // an iterator that threw is finished
+      await drain();
       if (!this.cancelled) {
         const err = toStreamingError(e);
         await this.host.sendEnd(this.id, this.replyTo, err).catch(() => undefined);

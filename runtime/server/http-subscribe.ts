@@ -3,7 +3,9 @@
  * order the subscription delivers them (strictly increasing timeticks), plus
  *
  * - `{"heartbeat":true,"lastTimetick":"…"}` after `heartbeatMs` without a line (the pchannel may be
- *   moving; the subscription resumes by itself), and
+ *   moving; the subscription resumes by itself), and as the first line when no message came within
+ *   `firstMessageWaitMs` (the 200 waits that long for the first message, so that the subscription
+ *   is in place when the caller sees it), and
  * - `{"error":{code,message,retriable,details?}}` as the last line when the subscription fails or
  *   the server shuts down (ON_SHUTDOWN).
  *
@@ -36,6 +38,8 @@ export interface SubscriptionStreamOptions {
   logger: Logger;
   /** A heartbeat line after this long without a line (ms). */
   heartbeatMs: number;
+  /** How long the 200 waits for the first message (ms). */
+  firstMessageWaitMs: number;
   events?: HttpEvents;
 }
 
@@ -47,6 +51,8 @@ export class SubscriptionStream {
   private resolveStopped!: (v: undefined) => void;
   private readonly it: AsyncIterator<LogMessage>;
   private first: LogMessage | undefined;
+  /** A pull that open() started and run() finishes. */
+  private pending: Promise<IteratorResult<LogMessage>> | undefined;
   /** True once the 200 and its headers went out: from then on failures are error lines. */
   private streaming = false;
   private heartbeat: TimerHandle | undefined;
@@ -71,22 +77,30 @@ export class SubscriptionStream {
   }
 
   /**
-   * Waits for the first message (at least the next TimeTick), so that the subscription is in place
-   * when the caller sees the 200, and a subscription that cannot start (unknown pchannel …) is an
-   * ordinary error answer. Throws that error; returns false when the caller went away or stop() came first.
+   * Waits for the first message (at most `firstMessageWaitMs`), so that the subscription is in
+   * place when the caller sees the 200, and a subscription that cannot start is an ordinary error
+   * answer. Throws that error; returns false when the caller went away or stop() came first. When
+   * nothing arrives in time (an idle pchannel) the stream opens anyway, with a heartbeat line.
    */
   async open(): Promise<boolean> {
-    let r: IteratorResult<LogMessage> | undefined;
+    this.pending = this.it.next();
+    let timer: TimerHandle | undefined;
+    const waited = new Promise<'waited'>((resolve) => (timer = this.opts.clock.setTimeout(() => resolve('waited'), this.opts.firstMessageWaitMs)));
+    let r: IteratorResult<LogMessage> | undefined | 'waited';
     try {
-      r = await Promise.race([this.it.next(), this.stopped]);
+      r = await Promise.race([this.pending, this.stopped, waited]);
     } catch (e) {
       this.finish({ kind: 'failed', error: toStreamingError(e) });
       throw toStreamingError(e);
+    } finally {
+      timer?.cancel();
     }
     if (this.ended) {
       if (this.ended.kind === 'failed') throw this.ended.error;
       return false;
     }
+    if (r === 'waited') return true; // the pull goes on in run()
+    this.pending = undefined;
     if (r === undefined || r.done) this.finish({ kind: 'ended' });
     else this.first = r.value;
     return true;
@@ -105,6 +119,7 @@ export class SubscriptionStream {
       this.endResponse(this.ended);
       return;
     }
+    if (this.first === undefined) this.writeLine(stringifyJson({ heartbeat: true, lastTimetick: this.sub.lastTimetick }));
     this.heartbeat = opts.clock.setInterval(() => this.beat(), Math.max(10, Math.floor(opts.heartbeatMs / 2)));
     try {
       let next: LogMessage | undefined = this.first;
@@ -121,7 +136,9 @@ export class SubscriptionStream {
           if (this.ended) break;
         }
         // Race the pull with the end: a disconnect must not wait for the next message.
-        const r = await Promise.race([this.it.next(), this.stopped]);
+        const pull = this.pending ?? this.it.next();
+        this.pending = undefined;
+        const r = await Promise.race([pull, this.stopped]);
         if (r === undefined || this.ended) break;
         if (r.done) {
           this.finish({ kind: 'ended' });

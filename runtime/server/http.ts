@@ -55,6 +55,12 @@ export interface HttpServerOptions {
   txnKeepaliveMs?: number;
   /** A heartbeat line on a subscription stream after this long without a line (ms). Default 5000. */
   heartbeatMs?: number;
+  /**
+   * How long a subscription's 200 waits for its first message (ms): long enough that, once the
+   * caller sees the 200, the subscription is in place (a `latest` subscriber misses nothing written
+   * after it) and a subscription that cannot start is a plain error answer. Default 2000.
+   */
+  firstMessageWaitMs?: number;
   /** How long close() waits for in-flight requests before cutting their connections (ms). Default 5000. */
   closeTimeoutMs?: number;
   /** Instrumentation events (see HttpEvents). */
@@ -90,14 +96,17 @@ class CatalogCache {
     this.byName.delete(name);
   }
 
-  /** Checks `check` against the cached collection; on failure once more against a fresh one. */
+  /**
+   * Checks `check` against the cached collection; when that fails, once more against a fresh
+   * description if the name now means another collection (dropped and created again).
+   */
   async check(name: string, o: CallOptions, check: (info: CollectionInfo) => void): Promise<void> {
     const cached = await this.get(name, o);
     try {
       check(cached);
     } catch (e) {
       const fresh = await this.get(name, o, true);
-      if (fresh.id === cached.id && fresh.schema === cached.schema) throw e;
+      if (fresh.id === cached.id) throw e; // a collection's schema never changes
       check(fresh);
     }
   }
@@ -149,8 +158,9 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
     if (shuttingDown && (connections.get(socket) ?? 0) === 0) socket.destroySoon();
   };
 
+  const startedAt = new WeakMap<FastifyRequest, number>();
   app.addHook('onRequest', async (req, reply) => {
-    (req as FastifyRequest & { startedAt?: number }).startedAt = clock.monotonic();
+    startedAt.set(req, clock.monotonic());
     const socket = req.raw.socket;
     connections.set(socket, (connections.get(socket) ?? 0) + 1);
     reply.raw.once('close', () => {
@@ -164,7 +174,7 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
     if (req.body === undefined && req.method === 'POST') req.body = {};
   });
   app.addHook('onResponse', async (req, reply) => {
-    const started = (req as FastifyRequest & { startedAt?: number }).startedAt ?? clock.monotonic();
+    const started = startedAt.get(req) ?? clock.monotonic();
     logger.debug('request', { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(clock.monotonic() - started) });
   });
 
@@ -195,9 +205,16 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
 
   app.get('/status', { schema: { headers: SCHEMAS.headers } }, (req) => client.status(callOptions(req)));
 
-  app.post<{ Body: { pchannel: string; toNode?: string } }>('/transfer', { schema: { ...SCHEMAS.transfer, headers: SCHEMAS.headers } }, (req) =>
-    client.transfer(req.body.pchannel, req.body.toNode, callOptions(req)),
-  );
+  const knownPChannels = async (o: CallOptions): Promise<Set<string>> => new Set((await client.status(o)).pchannels.map((p) => p.name));
+  const requirePChannel = async (pchannel: string, field: string, o: CallOptions): Promise<void> => {
+    if (!(await knownPChannels(o)).has(pchannel)) throw invalidArgument(`no pchannel ${pchannel}`, { field, reason: NOT_FOUND });
+  };
+
+  app.post<{ Body: { pchannel: string; toNode?: string } }>('/transfer', { schema: { ...SCHEMAS.transfer, headers: SCHEMAS.headers } }, async (req) => {
+    const o = callOptions(req);
+    await requirePChannel(req.body.pchannel, 'pchannel', o);
+    return client.transfer(req.body.pchannel, req.body.toNode, o);
+  });
 
   // ---------------------------------------------------------------- catalog
 
@@ -336,8 +353,6 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
 
   // ---------------------------------------------------------------- subscriptions
 
-  const knownPChannels = async (o: CallOptions): Promise<Set<string>> => new Set((await client.status(o)).pchannels.map((p) => p.name));
-
   const subscribe = async (params: SubscribeParams, req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const decoded = decodeSubscribeParams(params);
     const o = callOptions(req);
@@ -349,17 +364,14 @@ export async function startHttpServer(client: WalstreamClient, options: HttpServ
       if (vchannel === undefined) throw invalidArgument(`collection ${t.collection} has ${info.vchannels.length} shards; no shard ${t.shard}`, { field: 'shard', reason: 'out of range' });
       request = { vchannel, policy: decoded.policy };
     } else {
-      const pchannel = 'pchannel' in t ? t.pchannel : pchannelOf(t.vchannel);
-      if (!(await knownPChannels(o)).has(pchannel)) {
-        throw invalidArgument(`no pchannel ${pchannel}`, { field: 'pchannel' in t ? 'pchannel' : 'vchannel', reason: NOT_FOUND });
-      }
+      await requirePChannel('pchannel' in t ? t.pchannel : pchannelOf(t.vchannel), 'pchannel' in t ? 'pchannel' : 'vchannel', o);
       request = 'pchannel' in t ? { pchannel: t.pchannel, policy: decoded.policy } : { vchannel: t.vchannel, policy: decoded.policy };
     }
     if (decoded.filters) request.filters = decoded.filters;
     if (decoded.credits !== undefined) request.credits = decoded.credits;
 
     const sub = client.subscribe(request);
-    const stream = new SubscriptionStream(sub, reply.raw, { clock, logger, heartbeatMs, ...(options.events ? { events: options.events } : {}) });
+    const stream = new SubscriptionStream(sub, reply.raw, { clock, logger, heartbeatMs, firstMessageWaitMs: options.firstMessageWaitMs ?? 2_000, ...(options.events ? { events: options.events } : {}) });
     streams.add(stream);
     try {
       if (!(await stream.open())) {

@@ -6,6 +6,7 @@
  */
 import * as http from 'node:http';
 import { EventEmitter, once } from 'node:events';
+import winston from 'winston';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import { systemClock } from '../../runtime/clock';
 import type {
@@ -206,6 +207,7 @@ beforeEach(async () => {
     maxOpenTxns: 2,
     heartbeatMs: 60_000,
     events: { emit: (e, d) => events.emit(e, d) },
+    logger: winston.createLogger({ silent: true }),
   });
 });
 
@@ -444,10 +446,30 @@ describe('subscribe: NDJSON stream', () => {
     expect(client.callsOf('subscribe')).toHaveLength(0);
   });
 
-  test('unknown pchannel → 404 before any subscription', async () => {
+  test('unknown pchannel → 404 before any subscription or transfer', async () => {
     const r = await call('GET', '/subscribe?vchannel=nope_1v0');
     expect(r.status).toBe(404);
+    expect(r.json).toMatchObject({ code: 'INVALID_ARGUMENT', details: { field: 'vchannel', reason: 'not found' } });
     expect(client.callsOf('subscribe')).toHaveLength(0);
+    const t = await call('POST', '/transfer', { pchannel: 'nope' });
+    expect(t.status).toBe(404);
+    expect(t.json).toMatchObject({ details: { field: 'pchannel', reason: 'not found' } });
+    expect(client.callsOf('transfer')).toHaveLength(0);
+  });
+
+  test('an idle subscription opens after firstMessageWaitMs with a heartbeat line, then streams', async () => {
+    const idle = await startHttpServer(client, { host: '127.0.0.1', port: 0, bodyLimitBytes: 1024, firstMessageWaitMs: 20, logger: winston.createLogger({ silent: true }) });
+    try {
+      const res = await fetch(`${idle.address}/subscribe?vchannel=p_0_7v0`);
+      expect(res.status).toBe(200);
+      client.subscriptions[0]!.push(insertMessage(1));
+      const lines = await readLines(res, 2);
+      expect(lines[0]).toEqual({ heartbeat: true, lastTimetick: '0' });
+      expect(lines[1]).toMatchObject({ type: 'Insert', timetick: '470712618225238017' });
+      await res.body?.cancel();
+    } finally {
+      await idle.close();
+    }
   });
 
   test('POST /subscribe takes the same fields as JSON', async () => {

@@ -1,11 +1,16 @@
 /**
  * The mailbox transports against a tiny in-process cluster built from the real actors
- * (spawnCoordinator + two spawnStreamingNode, MemoryWalBackend, MemoryCoordinatorStore), where every
+ * (spawnCoordinator + two spawnStreamingNode, MemoryWalBackend, the coordinator store over an
+ * EmbeddedMetaStore in a temporary directory — the WALs fence on its terms — and a flush queue that
+ * only records), where every
  * hop crosses a mailbox as it would between processes: the client's calls, the coordinator's
  * assign/remove/status to the nodes, and the coordinator's DDL broadcast (its Router runs over the
  * mailbox too). Each "process" has its own mailbox. Runs over the memory mailbox and over Redis
  * (127.0.0.1:6379, REDIS_URL overrides; no Redis → FAIL, never skip).
  */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
 import { dispatch, start, stop, type Ref } from 'nact';
 import { Redis } from 'ioredis';
 import { systemClock } from '../../runtime/clock';
@@ -18,10 +23,13 @@ import type { Assignment } from '../../runtime/client/transport';
 import type { InsertMessage, LogMessage, NewMessage } from '../../runtime/message/types';
 import { spawnCoordinator } from '../../actors/coordinator/coordinator-actor';
 import type { CoordinatorMsg } from '../../actors/coordinator/messages';
-import { MemoryCoordinatorStore } from '../../actors/coordinator/store';
-import { spawnStreamingNode } from '../../actors/streaming-node/node-actor';
+import { MetaCoordinatorStore } from '../../actors/coordinator/meta-coordinator-store';
+import { spawnStreamingNode, type NodeWalDeps } from '../../actors/streaming-node/node-actor';
 import { walOptions } from '../../actors/wal/options';
+import { MemoryBudget } from '../../actors/wal/segments';
+import { EmbeddedMetaStore } from '../../storage/meta/embedded/embedded-meta-store';
 import { MemoryWalBackend } from '../../storage/wal/memory/memory-backend';
+import { RecordingFlushQueue } from '../support/recording-flush-queue';
 import type { Mailbox } from '../../runtime/mailbox/mailbox';
 import { MemoryMailbox, MemoryMailboxHub } from '../../runtime/mailbox/memory/memory-mailbox';
 import { RedisMailbox } from '../../runtime/mailbox/redis/redis-mailbox';
@@ -59,6 +67,10 @@ async function startCluster(newMailbox: () => Promise<Mailbox>): Promise<Cluster
   const system = start() as Ref<never>;
   const oracle = await TimestampOracle.open({ store: new MemoryTsoStore(), clock });
   const backend = new MemoryWalBackend();
+  const metaDir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-mailbox-meta-'));
+  const meta = await EmbeddedMetaStore.open({ dir: metaDir, clock });
+  const flushQueue = new RecordingFlushQueue();
+  const walShared: NodeWalDeps = { meta, flushQueue, segmentIds: { next: () => meta.nextId('segment') } };
   const mailboxes: Mailbox[] = [];
   const open = async (): Promise<Mailbox> => {
     const m = await newMailbox();
@@ -70,7 +82,7 @@ async function startCluster(newMailbox: () => Promise<Mailbox>): Promise<Cluster
   const router = new Router(new MailboxCoordinatorTransport(coordMb), new MailboxNodeTransport(coordMb), clock, createLogger('test.router'));
   const coordinator: Ref<CoordinatorMsg> = spawnCoordinator(system, {
     pchannels: PCHANNELS,
-    store: new MemoryCoordinatorStore(),
+    store: new MetaCoordinatorStore(meta),
     nodes: new MailboxNodeControl(coordMb),
     router: () => router,
     clock,
@@ -83,6 +95,8 @@ async function startCluster(newMailbox: () => Promise<Mailbox>): Promise<Cluster
     const ref = spawnStreamingNode(system, {
       nodeId,
       backend,
+      wal: walShared,
+      memoryBudget: new MemoryBudget(256 * 1024 * 1024, 128 * 1024 * 1024),
       newTso: () => new TsoAllocator({ source: oracle, clock }),
       clock,
       walOptions: walOptions({ timetickIntervalMs: 50 }),
@@ -117,6 +131,9 @@ async function startCluster(newMailbox: () => Promise<Mailbox>): Promise<Cluster
       stop(system);
       await oracle.close();
       await backend.close();
+      await flushQueue.close();
+      await meta.close();
+      await fs.rm(metaDir, { recursive: true, force: true });
     },
   };
 }
@@ -239,6 +256,7 @@ function describeTransports(name: string, setup: () => { newMailbox: () => Promi
         while (ids.length < n) {
           const r = await it.next();
           if (r.done) throw new Error('subscription ended');
+          if (r.value.type !== 'Insert') continue; // system messages (TimeTick) always pass a type filter
           const m = r.value as LogMessage<InsertMessage>;
           ids.push(...(m.body.columns[0]!.data as number[]));
           const v = m.body.columns[1]!;
@@ -256,6 +274,8 @@ function describeTransports(name: string, setup: () => { newMailbox: () => Promi
       sub.close();
       expect(ids).toEqual(expectIds);
       expect(vectors).toEqual(expectVectors);
+      // The old owner ended the stream with a retriable error item; the subscription resumed on the new one.
+      expect((sub as unknown as { resumes: number }).resumes).toBeGreaterThanOrEqual(1);
     });
   });
 }

@@ -18,19 +18,20 @@ export { MemoryMailboxHub } from './memory-hub';
 /** The key prefix memory mailboxes use on their hub (the same key builder as Redis). */
 export const MEMORY_PREFIX = 'memory';
 
+/** Keys of the memory mailboxes on a hub (tests inspect lengths and pending counts with them). */
+export const memoryMailboxKeys = new MailboxKeys(MEMORY_PREFIX);
+
 export class MemoryMailbox extends WireMailbox {
   constructor(
     readonly hub: MemoryMailboxHub,
     options: Partial<MailboxOptions> = {},
     logger?: Logger,
   ) {
-    const o = mailboxOptions({ clock: hub.clock, ...options });
-    super(new MemoryWire(hub, new MailboxKeys(MEMORY_PREFIX), o, o.clock ?? hub.clock), o, logger);
+    const clock = options.clock ?? hub.clock;
+    const o = mailboxOptions({ ...options, clock });
+    super(new MemoryWire(hub, memoryMailboxKeys, o, clock), o, logger);
   }
 }
-
-/** Keys of the memory mailboxes on a hub (tests inspect lengths and pending counts with them). */
-export const memoryMailboxKeys = new MailboxKeys(MEMORY_PREFIX);
 
 /** One read loop: knows when it is stopped, waits for appends or for a wake-up, and is interrupted by `stop()`. */
 class ReadLoop {
