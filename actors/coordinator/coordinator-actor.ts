@@ -66,6 +66,8 @@ export interface CoordinatorDeps {
 }
 
 const COLLECTION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+/** A pchannel that just moved is not moved again by rebalancing for this long. */
+const REBALANCE_SETTLE_MS = 60_000;
 const VERSION_EPOCH = 1_000_000;
 
 interface Watcher {
@@ -98,6 +100,7 @@ class CoordinatorCore {
   private retryBackoff: number;
   private shuttingDown = false;
   private verifyTimer: { cancel(): void } | undefined;
+  private readonly assignedAt = new Map<string, number>();
 
   constructor(
     private readonly deps: CoordinatorDeps,
@@ -272,6 +275,8 @@ class CoordinatorCore {
       channels.filter((c) => !this.ops.has(c.name)),
       [...this.live],
       this.avoid,
+      this.ops.size === 0,
+      this.settling(),
     );
     for (const [pchannel, node] of moves) {
       void this.serial(pchannel, () => this.assign(pchannel, node)).catch((e: unknown) => {
@@ -339,6 +344,12 @@ class CoordinatorCore {
     const t2 = this.deps.clock.monotonic();
     this.logger.info('pchannel assigned', { pchannel, node, term, removeMs: Math.round(t1 - t0), openMs: Math.round(t2 - t1), persistMs: Math.round(this.deps.clock.monotonic() - t2) });
     return term;
+  }
+
+  /** pchannels assigned less than a minute ago: rebalancing leaves them where they are. */
+  private settling(): Set<string> {
+    const now = this.deps.clock.monotonic();
+    return new Set([...this.assignedAt.entries()].filter(([, at]) => now - at < REBALANCE_SETTLE_MS).map(([p]) => p));
   }
 
   private addAvoid(pchannel: string, node: string): void {

@@ -32,8 +32,19 @@ export function pickNode(load: ReadonlyMap<string, number>, avoid: ReadonlySet<s
   return best ?? fallback;
 }
 
-/** pchannel → node for every channel that needs a (new) owner. */
-export function plan(channels: readonly PChannelMeta[], liveNodes: readonly string[], avoid: ReadonlyMap<string, ReadonlySet<string>> = new Map()): Map<string, string> {
+/**
+ * pchannel → node for every channel that needs a (new) owner; then, when `rebalance` is on and the
+ * live nodes' loads differ by more than one, one move from the most to the least loaded node (a
+ * node that joins gets its share one pchannel at a time).
+ */
+export function plan(
+  channels: readonly PChannelMeta[],
+  liveNodes: readonly string[],
+  avoid: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+  rebalance = false,
+  /** pchannels that moved recently (a transfer asked for them, or a rebalance): not moved again yet. */
+  settling: ReadonlySet<string> = new Set(),
+): Map<string, string> {
   const live = new Set(liveNodes);
   const load = loadByNode(channels, liveNodes);
   const moves = new Map<string, string>();
@@ -44,6 +55,15 @@ export function plan(channels: readonly PChannelMeta[], liveNodes: readonly stri
     if (node === undefined) continue;
     moves.set(c.name, node);
     load.set(node, (load.get(node) ?? 0) + 1);
+  }
+  if (rebalance && moves.size === 0 && load.size > 1) {
+    const sorted = [...load.entries()].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
+    const [least, min] = sorted[0]!;
+    const [most, max] = sorted[sorted.length - 1]!;
+    if (max - min > 1) {
+      const c = channels.filter((x) => x.node === most && x.state === 'ASSIGNED' && !settling.has(x.name)).sort((a, b) => (a.name < b.name ? -1 : 1))[0];
+      if (c && !avoid.get(c.name)?.has(least)) moves.set(c.name, least);
+    }
   }
   return moves;
 }

@@ -219,4 +219,88 @@ describe('cluster (multi-process)', () => {
     const terms = await verifyOneWriterPerTerm(c, pchannels);
     for (const m of moved) if (terms.has(m.name)) expect(terms.get(m.name)!.length).toBeGreaterThanOrEqual(2);
   });
+
+  test('split brain: a node paused (SIGSTOP) until its pchannels moved writes nothing after it wakes, and gives up its WALs', async () => {
+    c = await startCluster();
+    await c.client.createCollection({ name: 'c', schema: SCHEMA, shards: 4 });
+    const load = writeLoad(c.client, 4);
+    await eventually(() => load.acked.length > 100 || load.failures.length > 0, 30_000, 'load running');
+    const st = await c.client.status();
+    const victim = c.nodes.find((n) => st.nodes.find((x) => x.id === n.id)!.pchannels.length > 0)!;
+    const moved = st.pchannels.filter((p) => p.node === victim.id).map((p) => ({ name: p.name, term: p.term }));
+    victim.signal('SIGSTOP');
+    await eventually(async () => {
+      const now = await c!.client.status({ timeoutMs: 5000 }).catch(() => undefined);
+      return moved.every((m) => {
+        const p = now?.pchannels.find((x) => x.name === m.name);
+        return p !== undefined && p.state === 'ASSIGNED' && p.node !== victim.id && p.term > m.term;
+      });
+    }, 30_000, 'pchannels of the paused node reassigned');
+    victim.signal('SIGCONT');
+    // It notices its lease is gone and drops every WAL; the coordinator sees it come back empty-handed.
+    await eventually(() => victim.output().includes('node self-fenced'), 15_000, 'self-fence after waking');
+    await eventually(async () => {
+      const now = await c!.client.status({ timeoutMs: 5000 }).catch(() => undefined);
+      const n = now?.nodes.find((x) => x.id === victim.id);
+      return n !== undefined && moved.every((m) => !n.pchannels.includes(m.name));
+    }, 30_000, 'paused node holds none of its old pchannels');
+    const ackedNow = load.acked.length;
+    await eventually(() => load.acked.length > ackedNow + 100 || load.failures.length > 0, 30_000, 'load continues');
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    // Nothing of the old terms landed after the new terms began.
+    const terms = await verifyOneWriterPerTerm(c, moved.map((m) => m.name));
+    for (const m of moved) expect(terms.get(m.name)!.filter((t) => t === m.term).length).toBeLessThanOrEqual(1);
+    await verifyDelivered(c.client, load.acked);
+  });
+
+  test('the coordinator is kill -9ed during a reassignment: a standby finishes it', async () => {
+    c = await startCluster({ coordinators: 2 });
+    await c.client.createCollection({ name: 'c', schema: SCHEMA, shards: 4 });
+    const load = writeLoad(c.client, 4);
+    await eventually(() => load.acked.length > 100 || load.failures.length > 0, 30_000, 'load running');
+    await eventually(() => c!.coordinators.some((p) => p.output().includes('leading\n')), 10_000, 'a leader');
+    const leader = c.coordinators.find((p) => p.output().includes('leading\n'))!;
+    expect(leader).toBeDefined();
+    const st = await c.client.status();
+    const victim = c.nodes.find((n) => st.nodes.find((x) => x.id === n.id)!.pchannels.length > 0)!;
+    const moved = st.pchannels.filter((p) => p.node === victim.id).map((p) => ({ name: p.name, term: p.term }));
+    await victim.kill9();
+    // The node's lease expires (TTL 3 s); kill the leader around the time it starts moving its pchannels.
+    await new Promise((r) => setTimeout(r, 3_000));
+    await leader.kill9();
+    const standby = c.coordinators.find((p) => p !== leader)!;
+    await eventually(() => standby.output().includes('leading\n'), 30_000, 'standby takes over');
+    await eventually(async () => {
+      const now = await c!.client.status({ timeoutMs: 5000 }).catch(() => undefined);
+      return (
+        now !== undefined &&
+        now.pchannels.every((p) => p.state === 'ASSIGNED' && p.node !== victim.id) &&
+        moved.every((m) => now.pchannels.find((p) => p.name === m.name)!.term > m.term)
+      );
+    }, 45_000, 'reassignment finished by the standby');
+    const ackedNow = load.acked.length;
+    await eventually(() => load.acked.length > ackedNow + 100 || load.failures.length > 0, 30_000, 'load continues');
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    await verifyDelivered(c.client, load.acked);
+  });
+
+  test('Redis restarts (AOF on): the cluster resumes and loses no acknowledged message', async () => {
+    c = await startCluster({ aof: true });
+    await c.client.createCollection({ name: 'c', schema: SCHEMA, shards: 4 });
+    const load = writeLoad(c.client, 4);
+    await eventually(() => load.acked.length > 100 || load.failures.length > 0, 30_000, 'load running');
+    await c.redis.kill9();
+    await c.redis.restart();
+    const ackedNow = load.acked.length;
+    await eventually(() => load.acked.length > ackedNow + 100 || load.failures.length > 0, 60_000, 'load continues after the restart').catch((e: unknown) => {
+      if (process.env.WALSTREAM_DEBUG_CLUSTER) for (const p of [...c!.nodes, ...c!.coordinators]) console.log(p.id, p.output().slice(-3000));
+      throw e;
+    });
+    await load.stop();
+    if (load.failures.length > 0 && process.env.WALSTREAM_DEBUG_CLUSTER) for (const p of [...c.nodes, ...c.coordinators]) console.log(p.id, p.output().slice(-4000));
+    expect(load.failures).toEqual([]);
+    await verifyDelivered(c.client, load.acked);
+  });
 });

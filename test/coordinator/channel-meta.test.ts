@@ -56,6 +56,21 @@ describe('placement', () => {
     expect([...plan([markUnavailable(assigned('p0', 'a'), 1)], ['a'], new Map([['p0', new Set(['a'])]])).entries()]).toEqual([['p0', 'a']]);
   });
 
+  test('rebalance: a node that joins gets its share, one pchannel per round', () => {
+    let channels = ['p0', 'p1', 'p2', 'p3'].map((n) => assigned(n, 'a'));
+    const rounds: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const m = plan(channels, ['a', 'b'], new Map(), true);
+      if (m.size === 0) break;
+      expect(m.size).toBe(1);
+      const [name, node] = [...m.entries()][0]!;
+      rounds.push(`${name}->${node}`);
+      channels = channels.map((c) => (c.name === name ? assignDone(tryAssign(c, node), c.term + 1) : c));
+    }
+    expect(rounds).toEqual(['p0->b', 'p1->b']);
+    expect(plan(channels, ['a', 'b'], new Map(), false).size).toBe(0);
+  });
+
   test('no live node: nothing planned', () => {
     expect(plan([newPChannel('p0')], []).size).toBe(0);
     expect(pickNode(loadByNode([], []))).toBeUndefined();
