@@ -14,22 +14,38 @@ import { UsageError, boolOption, intOption, parseCommand, stringOption, urlOptio
 import { DEFAULT_DEMO_OPTIONS, runDemo } from './demo';
 import { formatCollection, formatCollections, formatDemoSummary, formatMessage, formatStatus, formatTransfer } from './format';
 import { DEFAULT_URL, HttpClient } from './http-client';
+import type { WalstreamClient } from '../client/api';
+import type { LogMessage } from '../message/types';
 import { println, type CliIo } from './io';
 import { Progress } from './progress';
 
-const URL_OPTION: OptionSpecs = { url: { type: 'string' }, 'timeout-ms': { type: 'string' }, json: { type: 'boolean' } };
+const URL_OPTION: OptionSpecs = {
+  url: { type: 'string' },
+  redis: { type: 'string' },
+  'redis-prefix': { type: 'string' },
+  'timeout-ms': { type: 'string' },
+  json: { type: 'boolean' },
+};
 
-function clientOf(p: Parsed): { client: HttpClient; timeoutMs: number } {
+/** A client of a standalone server over HTTP (--url), or of a cluster through its Redis mailbox (--redis). */
+async function clientOf(p: Parsed): Promise<{ client: WalstreamClient; timeoutMs: number; close(): Promise<void> }> {
   const timeoutMs = intOption(p, 'timeout-ms', 30_000, 1, 24 * 3_600_000);
-  return { client: new HttpClient(urlOption(p, DEFAULT_URL), { defaultTimeoutMs: timeoutMs }), timeoutMs };
+  const redis = stringOption(p, 'redis');
+  if (redis !== undefined) {
+    const { connectClusterClient } = await import('../server/cluster/cluster-coordinator');
+    const { client, close } = await connectClusterClient({ redis: { url: redis, keyPrefix: stringOption(p, 'redis-prefix') ?? 'walstream' } });
+    return { client, timeoutMs, close };
+  }
+  const client = new HttpClient(urlOption(p, DEFAULT_URL), { defaultTimeoutMs: timeoutMs });
+  return { client, timeoutMs, close: () => client.close() };
 }
 
-async function withClient(p: Parsed, fn: (client: HttpClient, timeoutMs: number) => Promise<number>): Promise<number> {
-  const { client, timeoutMs } = clientOf(p);
+async function withClient(p: Parsed, fn: (client: WalstreamClient, timeoutMs: number) => Promise<number>): Promise<number> {
+  const { client, timeoutMs, close } = await clientOf(p);
   try {
     return await fn(client, timeoutMs);
   } finally {
-    await client.close();
+    await close();
   }
 }
 
@@ -240,7 +256,14 @@ export async function tailCommand(args: string[], io: CliIo): Promise<number> {
   const showTimeticks = boolOption(p, 'timeticks');
   const json = boolOption(p, 'json');
   return withClient(p, async (client) => {
-    const sub = client.subscribeTo({ target: decoded.target, policy: decoded.policy, ...(decoded.filters ? { filters: decoded.filters } : {}) });
+    const filters = decoded.filters ? { filters: decoded.filters } : {};
+    let sub: { close(): void } & AsyncIterable<LogMessage>;
+    if (client instanceof HttpClient) sub = client.subscribeTo({ target: decoded.target, policy: decoded.policy, ...filters });
+    else {
+      const t = decoded.target;
+      const channel = 'collection' in t ? { vchannel: (await client.describeCollection(t.collection)).vchannels[t.shard] ?? '' } : t;
+      sub = client.subscribe({ ...channel, policy: decoded.policy, ...filters });
+    }
     const onInterrupt = (): void => sub.close();
     io.interrupt?.addEventListener('abort', onInterrupt, { once: true });
     if (io.interrupt?.aborted) sub.close();

@@ -1,6 +1,6 @@
 /**
  * The `walstream` command. `main(argv, io)` runs one command and resolves with its exit status
- * (0 done, 1 failed, 2 bad usage); `run()` is the process entry (bin/walstream.js) that wires
+ * (0 done, 1 failed, 2 bad usage); `run()` is the process entry (runtime/cli/walstream.js) that wires
  * stdout, signals and the exit status.
  */
 import { ConfigError } from '../../config';
@@ -10,6 +10,7 @@ import { collectionsCommand, configCommand, demoCommand, describeError, insertCo
 import { DEFAULT_URL } from './http-client';
 import { println, type CliIo } from './io';
 import { startCommand } from './start';
+import { clusterRoleCommand } from './cluster';
 
 export const USAGE = `usage: walstream <command> [options]
 
@@ -18,9 +19,14 @@ Server:
   config [--json|--markdown]                      the settings: path, type, default, env, flag
   config --effective [--config FILE] [--<setting> VALUE ...]
                                                   the configuration start would run with
+  coordinator [--redis.url URL] [--nodeId ID] [--<setting> VALUE ...]
+                                                  a cluster coordinator candidate (leader-elected)
+  node [--redis.url URL] [--nodeId ID] [--wal.backend redis|local] [--<setting> VALUE ...]
+                                                  a cluster streaming node
 
-Client (talks to a running server: --url URL, default ${DEFAULT_URL}; --json for JSON output;
---timeout-ms MS deadline of each call):
+Client (talks to a running standalone server over HTTP: --url URL, default ${DEFAULT_URL}; or to a
+cluster through Redis: --redis URL [--redis-prefix P]; --json for JSON output; --timeout-ms MS
+deadline of each call):
   status                                          nodes and pchannels (owner, term, state, last timetick, buffer)
   collections list | describe NAME | drop NAME | flush NAME
   collections create NAME (--schema JSON|@FILE | --dim N [--pk int64|varchar]) [--shards N]
@@ -42,6 +48,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     switch (command) {
       case 'start':
         return await startCommand(args, io);
+      case 'coordinator':
+      case 'node':
+        return await clusterRoleCommand(command, args, io);
       case 'status':
         return await statusCommand(args, io);
       case 'insert':

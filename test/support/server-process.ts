@@ -1,5 +1,5 @@
 /**
- * `walstream start` as a child process, started the way a user starts it (bin/walstream.js), for
+ * `walstream start` as a child process, started the way a user starts it (runtime/cli/walstream.js), for
  * end-to-end tests. `startServerProcess` resolves once the process printed its listening line
  * (with a deadline; the process is killed and its output shown when it does not come).
  * `killAllServerProcesses()` in an afterEach/afterAll makes sure a failed test leaves none behind.
@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const LAUNCHER = path.join(ROOT, 'bin', 'walstream.js');
+const LAUNCHER = path.join(ROOT, 'runtime', 'cli', 'walstream.js');
 const LISTENING = /^walstream listening on (https?:\/\/\S+)$/m;
 const DATA_DIR = /^walstream data directory (.+)$/m;
 

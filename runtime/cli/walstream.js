@@ -6,7 +6,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 const compiled = path.join(root, 'dist', 'runtime', 'cli', 'main.js');
 
 if (fs.existsSync(compiled) && process.env.WALSTREAM_CLI_SOURCE !== '1') {
