@@ -1,16 +1,18 @@
 /**
  * `npm run bench`: runs every benchmark and prints its tables. `BENCH=name` runs one
- * (wal-append, transfer, recovery); `BENCH_DURATION_MS` sets the length of timed runs (default 3000).
+ * (wal-append, transfer, recovery, cluster); `BENCH_DURATION_MS` sets the length of timed runs (default 3000).
  */
 import * as os from 'node:os';
 import { runWalAppendBench } from './wal-append.bench';
 import { runTransferBench } from './transfer.bench';
 import { runRecoveryBench } from './recovery.bench';
+import { runClusterBench } from './cluster.bench';
 
 const BENCHES: Record<string, () => Promise<void>> = {
   'wal-append': runWalAppendBench,
   transfer: runTransferBench,
   recovery: runRecoveryBench,
+  cluster: runClusterBench,
 };
 
 async function main(): Promise<void> {
