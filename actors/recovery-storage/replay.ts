@@ -17,6 +17,10 @@ import type { RecoveryState } from './state';
 export interface ReplayProgress {
   pchannel: string;
   replayed: number;
+  /** Messages between the start of the replay and its end, when the backend's ids tell. */
+  total?: number;
+  /** True on the last report (the replay finished). */
+  done?: boolean;
   ratePerSec: number;
   /** Seconds left, when the backend's ids tell how far the end is. */
   etaSec?: number;
@@ -79,7 +83,10 @@ export async function recover(opts: {
         const rate = replayed / ((now - t0) / 1000);
         const cur = seqOf(entry.id);
         const p: ReplayProgress = { pchannel, replayed, ratePerSec: Math.round(rate) };
-        if (cur !== undefined && endSeq !== undefined && startSeq !== undefined && rate > 0) p.etaSec = Math.max(0, (endSeq - cur) / rate);
+        if (cur !== undefined && endSeq !== undefined && startSeq !== undefined && rate > 0) {
+          p.etaSec = Math.max(0, (endSeq - cur) / rate);
+          p.total = Math.max(replayed, endSeq - startSeq);
+        }
         logger.info('replaying pchannel', { ...p, ...(p.etaSec !== undefined ? { etaSec: Math.round(p.etaSec) } : {}) });
         opts.onProgress?.(p);
       }
@@ -88,6 +95,7 @@ export async function recover(opts: {
     abort.abort();
   }
   const ms = clock.monotonic() - t0;
+  if (ms >= (opts.progressEveryMs ?? 1000)) opts.onProgress?.({ pchannel, replayed, total: replayed, ratePerSec: Math.round(replayed / (ms / 1000)), etaSec: 0, done: true });
   logger.info('pchannel recovered', {
     pchannel,
     fromCheckpoint: cp?.id ?? '(start)',

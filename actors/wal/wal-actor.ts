@@ -31,7 +31,7 @@ import { WriteAheadBuffer } from './write-ahead-buffer';
 import { DEFAULT_SEGMENT_LIMITS, MemoryBudget, SegmentManager, type Segment, type SegmentLimits } from './segments';
 import type { MetaStore } from '../../storage/meta/meta-store';
 import type { FlushQueue } from '../../storage/flush/flush-queue';
-import { recover } from '../recovery-storage/replay';
+import { recover, type ReplayProgress } from '../recovery-storage/replay';
 import type { RecoveryState } from '../recovery-storage/state';
 import { DEFAULT_RECOVERY_OPTIONS, spawnRecoveryStorage, type RecoveryOptions } from '../recovery-storage/recovery-actor';
 import type { RecoveryMsg } from '../recovery-storage/messages';
@@ -59,6 +59,8 @@ export interface WalDeps {
   /** Growing bytes of all WALs of the node (memory seal policy); default: this WAL's own. */
   memoryBudget?: MemoryBudget;
   recovery?: Partial<RecoveryOptions>;
+  /** Progress of a long replay on open (for a progress bar). */
+  onReplayProgress?: (p: ReplayProgress) => void;
   logger?: Logger;
 }
 
@@ -708,6 +710,7 @@ async function openSequence(deps: WalDeps): Promise<{ log: WalLog; firstTimeTick
       untilId: id,
       clock: deps.clock,
       logger,
+      ...(deps.onReplayProgress ? { onProgress: deps.onReplayProgress } : {}),
       onMessage: (m) => {
         if (m.idempotencyKey !== undefined) {
           idempotency.remember(m.idempotencyKey, { id: m.id, timetick: m.timetick, lastConfirmedId: m.lastConfirmedId, ...(m.txn ? { txn: m.txn } : {}) });

@@ -10,6 +10,7 @@
  * `walstream stopped` and exits 0. A second signal exits at once with status 1.
  */
 import { loadConfig, parseFlags } from '../../config';
+import { systemClock } from '../clock';
 import { UsageError } from './args';
 import { println, type CliIo } from './io';
 
@@ -47,7 +48,19 @@ export async function startCommand(args: string[], io: CliIo): Promise<number> {
     requestStop(signal);
   });
 
-  const server = await StandaloneServer.start(config);
+  // Long replays (recovery after a crash) show a bar per pchannel on a terminal, lines elsewhere.
+  const { Progress } = await import('./progress');
+  const bars = new Map<string, InstanceType<typeof Progress>>();
+  const server = await StandaloneServer.start(config, {
+    readyTimeoutMs: 600_000,
+    onReplayProgress: (p) => {
+      let bar = bars.get(p.pchannel);
+      if (!bar && p.total !== undefined) bars.set(p.pchannel, (bar = new Progress(io.stdout, `replaying ${p.pchannel}`, p.total, { clock: systemClock })));
+      const note = `${p.ratePerSec} msg/s${p.etaSec !== undefined ? `, ETA ${Math.round(p.etaSec)} s` : ''}`;
+      if (p.done) bar?.finish(note);
+      else bar?.update(p.replayed, note);
+    },
+  });
   let http: Awaited<ReturnType<typeof startHttpServer>>;
   try {
     http = await startHttpServer(server.client, { host: config.http.host, port: config.http.port, bodyLimitBytes: config.http.bodyLimitBytes });

@@ -28,6 +28,7 @@ import { MetaCoordinatorStore } from '../../actors/coordinator/meta-coordinator-
 import { spawnStreamingNode } from '../../actors/streaming-node/node-actor';
 import type { NodeMsg, NodeStatus } from '../../actors/streaming-node/messages';
 import { walOptions } from '../../actors/wal/options';
+import type { ReplayProgress } from '../../actors/recovery-storage/replay';
 import { MemoryBudget } from '../../actors/wal/segments';
 import type { NodeWalDeps } from '../../actors/streaming-node/node-actor';
 import type { ObjectStore } from '../../storage/objects/object-store';
@@ -46,6 +47,8 @@ export interface StandaloneOverrides {
   restartPolicy?: RestartPolicy;
   /** How long start() waits for every pchannel to be ready. Default 60000 ms. */
   readyTimeoutMs?: number;
+  /** Progress of long replays while pchannels open (the CLI draws a bar). */
+  onReplayProgress?: (p: ReplayProgress) => void;
 }
 
 export class StandaloneServer {
@@ -85,6 +88,7 @@ export class StandaloneServer {
         segmentIds: { next: () => meta.nextId('segment') },
         segmentLimits: { maxRows: config.segment.maxRows, maxBytes: config.segment.maxBytes, maxIdleMs: config.segment.maxIdleMs, maxLifetimeMs: config.segment.maxLifetimeMs },
         recovery: config.recovery,
+        ...(overrides.onReplayProgress ? { onReplayProgress: overrides.onReplayProgress } : {}),
       };
       const system = start() as Ref<never>;
       const nodes = new Map<string, Ref<NodeMsg>>();
