@@ -53,3 +53,18 @@ export function expectInteger(reply: unknown, ctx: WalScriptErrorContext): numbe
   if (n < 0) throw walScriptError(n, ctx);
   return n;
 }
+
+/**
+ * A command was in flight when its connection to Redis dropped (see runtime/redis/connection-loss.ts):
+ * retriable, and for a write the outcome is unknown — it may or may not have been applied.
+ */
+export function connectionLost(what: string): StreamingError {
+  return new StreamingError(ErrorCode.INNER, `redis wal: the ${what} to Redis dropped with the command in flight (its outcome is unknown)`, {
+    retriable: true,
+    details: { connectionLost: true },
+  });
+}
+
+export function isConnectionLost(e: unknown): boolean {
+  return e instanceof StreamingError && e.details?.connectionLost === true;
+}

@@ -12,7 +12,8 @@ import { Redis } from 'ioredis';
 import type { Clock } from '../../../runtime/clock';
 import type { AccessMode, PChannelInfo, WalBackend, WalLog } from '../backend';
 import { ErrorCode, StreamingError, invalidArgument, isStreamingError } from '../../../runtime/errors';
-import { errorCodeOf, expectInteger, walScriptError } from './error-codes';
+import { ConnectionLoss } from '../../../runtime/redis/connection-loss';
+import { connectionLost, errorCodeOf, expectInteger, walScriptError } from './error-codes';
 import type { WalKeys } from './keys';
 import { type RedisWalBackendOptions, type ResolvedRedisWalOptions, resolveRedisWalOptions } from './options';
 import type { TailConnection } from './redis-reader';
@@ -32,6 +33,8 @@ export class RedisWalBackend implements WalBackend {
   private readonly logs = new Set<RedisWalLog>();
   private readonly tails = new Set<Redis>();
   private closing: Promise<void> | undefined;
+  /** Rejects commands in flight on the command connection when it drops (ioredis would leave them pending for ever). */
+  private readonly commands: ConnectionLoss;
 
   private constructor(
     /** @internal The command connection. */
@@ -43,6 +46,16 @@ export class RedisWalBackend implements WalBackend {
     readonly opts: ResolvedRedisWalOptions,
   ) {
     this.keys = opts.keys;
+    const { logger } = opts;
+    this.commands = new ConnectionLoss(client, {
+      lost: () => connectionLost('command connection'),
+      onDrop: (inFlight) => {
+        if (!this.closed) logger.warn('redis wal: connection to Redis lost; reconnecting (commands in flight fail with an unknown outcome)', { inFlight });
+      },
+      onRestore: (downMs) => {
+        if (!this.closed) logger.warn('redis wal: reconnected to Redis', { downMs });
+      },
+    });
   }
 
   /**
@@ -135,6 +148,15 @@ export class RedisWalBackend implements WalBackend {
     return this.closing;
   }
 
+  /**
+   * @internal A command sent on the command connection, rejected with a retriable INNER error (outcome
+   * unknown) if the connection drops before its reply: with `autoResendUnfulfilledCommands: false`
+   * ioredis 6.0.0 would leave it pending for ever (redis/ioredis#2193).
+   */
+  track<T>(p: Promise<T>): Promise<T> {
+    return this.commands.track(p);
+  }
+
   /** @internal */
   forget(log: RedisWalLog): void {
     this.logs.delete(log);
@@ -158,12 +180,17 @@ export class RedisWalBackend implements WalBackend {
       lazyConnect: false,
       // The first XREAD is sent while the new connection is still connecting.
       enableOfflineQueue: true,
+      // A blocked XREAD lost in a disconnect is re-issued by the reader (ConnectionLoss rejects it);
+      // resent by ioredis too, a stale BLOCK would sit in front of the reader's own.
+      autoResendUnfulfilledCommands: false,
     });
     connection.on('error', (e: unknown) => this.opts.logger.debug('redis tail connection error', { error: String(e) }));
+    const loss = new ConnectionLoss(connection, { lost: () => connectionLost('tail reader connection') });
     this.tails.add(connection);
     let released = false;
     return {
       connection,
+      track: (p) => loss.track(p),
       release: () => {
         if (released) return;
         released = true;
@@ -178,7 +205,7 @@ export class RedisWalBackend implements WalBackend {
     const termKey = this.keys.term(info.name);
     let reply: unknown;
     try {
-      reply = await this.scripts.run('open', [termKey], [info.term]);
+      reply = await this.track(this.scripts.run('open', [termKey], [info.term]));
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       throw new StreamingError(ErrorCode.INNER, `redis wal: opening pchannel ${info.name} failed: ${message}`, {
@@ -188,7 +215,7 @@ export class RedisWalBackend implements WalBackend {
     }
     const code = errorCodeOf(reply);
     if (code !== undefined) {
-      const current = await this.client.hget(termKey, 'term').catch(() => null);
+      const current = await this.track(this.client.hget(termKey, 'term')).catch(() => null);
       throw walScriptError(code, {
         script: 'open',
         pchannel: info.name,

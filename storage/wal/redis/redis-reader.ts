@@ -15,6 +15,7 @@
 import type { Redis } from 'ioredis';
 import type { LogEntry } from '../backend';
 import { ErrorCode, StreamingError, isStreamingError } from '../../../runtime/errors';
+import { isConnectionLost } from './error-codes';
 import { RECORD_FIELD } from './keys';
 import { MAX_STREAM_ID, predecessorStreamId, toMessageId } from './stream-id';
 
@@ -31,6 +32,8 @@ export interface ReadStart {
 /** A dedicated connection held by one tail reader. */
 export interface TailConnection {
   readonly connection: Redis;
+  /** A command on `connection`, rejected (connection lost) if the connection drops before its reply. */
+  track<T>(p: Promise<T>): Promise<T>;
   /** Disconnects and frees the reader slot. Idempotent. */
   release(): void;
 }
@@ -41,6 +44,8 @@ export interface ReaderContext {
   readonly streamKey: string;
   /** The shared command connection (catch-up reads). */
   readonly client: Redis;
+  /** A command on `client`, rejected (connection lost) if the connection drops before its reply. */
+  track<T>(p: Promise<T>): Promise<T>;
   readonly readChunk: number;
   readonly tailBlockMs: number;
   /** A new dedicated connection; throws RESOURCE_EXHAUSTED when the backend's reader cap is reached. */
@@ -97,35 +102,46 @@ export class RedisReader {
       let readAhead: Promise<unknown> | undefined;
       while (!this.stopped()) {
         let entries: RawEntry[];
-        if (!tailing) {
-          if (position.kind === 'after' && position.streamId === MAX_STREAM_ID) {
-            tailing = true; // nothing can ever come after the largest id; XRANGE would refuse `(max`
-            continue;
+        try {
+          if (!tailing) {
+            if (position.kind === 'after' && position.streamId === MAX_STREAM_ID) {
+              tailing = true; // nothing can ever come after the largest id; XRANGE would refuse `(max`
+              continue;
+            }
+            const ahead = readAhead;
+            readAhead = undefined;
+            const reply = await this.untilStop(ahead ?? this.xrange(position));
+            if (reply === STOP) return;
+            entries = (reply as RawEntry[] | null) ?? [];
+            const lastId = entries[entries.length - 1]?.[0].toString('latin1');
+            if (entries.length < this.ctx.readChunk || lastId === MAX_STREAM_ID) tailing = true; // caught up: from now on XREAD BLOCK
+            else readAhead = this.xrange({ kind: 'after', streamId: lastId! });
+          } else {
+            this.tail ??= this.ctx.openTailConnection();
+            const after = position.kind === 'after' ? position.streamId : predecessorStreamId(position.streamId);
+            const tail = this.tail;
+            const reply = await this.untilStop(
+              tail.track(
+                tail.connection.callBuffer(
+                  'xread', // lower case: ioredis' reply transformer then gives the same shape under RESP2 and RESP3
+                  'COUNT',
+                  this.ctx.readChunk,
+                  'BLOCK',
+                  this.ctx.tailBlockMs,
+                  'STREAMS',
+                  this.ctx.streamKey,
+                  after,
+                ) as Promise<unknown>,
+              ),
+            );
+            if (reply === STOP) return;
+            entries = entriesOfXread(reply);
           }
-          const reply = await this.untilStop(readAhead ?? this.xrange(position));
-          readAhead = undefined;
-          if (reply === STOP) return;
-          entries = (reply as RawEntry[] | null) ?? [];
-          const lastId = entries[entries.length - 1]?.[0].toString('latin1');
-          if (entries.length < this.ctx.readChunk || lastId === MAX_STREAM_ID) tailing = true; // caught up: from now on XREAD BLOCK
-          else readAhead = this.xrange({ kind: 'after', streamId: lastId! });
-        } else {
-          this.tail ??= this.ctx.openTailConnection();
-          const after = position.kind === 'after' ? position.streamId : predecessorStreamId(position.streamId);
-          const reply = await this.untilStop(
-            this.tail.connection.callBuffer(
-              'xread', // lower case: ioredis' reply transformer then gives the same shape under RESP2 and RESP3
-              'COUNT',
-              this.ctx.readChunk,
-              'BLOCK',
-              this.ctx.tailBlockMs,
-              'STREAMS',
-              this.ctx.streamKey,
-              after,
-            ) as Promise<unknown>,
-          );
-          if (reply === STOP) return;
-          entries = entriesOfXread(reply);
+        } catch (e) {
+          // The connection dropped with the read in flight (Redis restarted): read again from the same
+          // position once it is back (ioredis queues the command until then, or fails it for good).
+          if (!this.stopped() && isConnectionLost(e)) continue;
+          throw e;
         }
         for (const raw of entries) {
           const streamId = raw[0].toString('latin1');
@@ -149,7 +165,7 @@ export class RedisReader {
 
   private xrange(position: ReadPosition): Promise<unknown> {
     const from = position.kind === 'from' ? position.streamId : `(${position.streamId}`;
-    const reply = this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>;
+    const reply = this.ctx.track(this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>);
     reply.catch(() => undefined); // a read-ahead the reader stops before using must not be an unhandled rejection
     return reply;
   }
