@@ -12,7 +12,7 @@ import type { Client } from '../../runtime/client/client';
 import type { LogMessage } from '../../runtime/message/types';
 import { toLogMessage } from '../../runtime/message/codec';
 import { RedisWalBackend } from '../../storage/wal/redis/redis-backend';
-import { SCHEMA, eventually } from '../support/wal-fixture';
+import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
 import { startRedis, startWalstream, type RedisProcess, type WalstreamProcess } from '../support/cluster-harness';
 
 jest.setTimeout(180_000);
@@ -59,16 +59,7 @@ async function stopCluster(c: Cluster | undefined): Promise<void> {
   await fs.rm(c.dir, { recursive: true, force: true });
 }
 
-function rows(from: number, n: number) {
-  const ids = Array.from({ length: n }, (_, i) => from + i);
-  const vec = new Float32Array(n * 4);
-  ids.forEach((id, i) => vec.set([id, 0, 0, 1], i * 4));
-  return [
-    { name: 'id', type: 'int64' as const, data: ids },
-    { name: 'vec', type: 'floatVector' as const, dim: 4, data: vec },
-    { name: 'tag', type: 'varchar' as const, data: ids.map((i) => `t${i}`) },
-  ];
-}
+const rows = schemaRows;
 
 function pksOf(m: LogMessage): number[] {
   if (m.type === 'Insert') return m.body.columns.find((c) => c.name === 'id')!.data as number[];

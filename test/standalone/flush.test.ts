@@ -15,7 +15,7 @@ import { segmentFilePath } from '../../storage/segments/layout';
 import { flushedKeyPath } from '../../storage/flush/flush-queue';
 import { SegmentFlushWorker, type FlushedSegment } from '../../storage/flush/flush-worker';
 import { ErrorCode } from '../../runtime/errors';
-import { SCHEMA, eventually } from '../support/wal-fixture';
+import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
 
 function config(dataDir: string, extra: Record<string, string> = {}) {
   return loadConfig({
@@ -31,16 +31,7 @@ function config(dataDir: string, extra: Record<string, string> = {}) {
   });
 }
 
-function rows(from: number, n: number) {
-  const ids = Array.from({ length: n }, (_, i) => from + i);
-  const vec = new Float32Array(n * 4);
-  ids.forEach((id, i) => vec.set([id, id / 3, -id, Math.fround(0.1)], i * 4));
-  return [
-    { name: 'id', type: 'int64' as const, data: ids },
-    { name: 'vec', type: 'floatVector' as const, dim: 4, data: vec },
-    { name: 'tag', type: 'varchar' as const, data: ids.map((i) => `row-${i}`) },
-  ];
-}
+const rows = schemaRows;
 
 async function flushedSegments(server: StandaloneServer, pchannel: string): Promise<FlushedSegment[]> {
   const all = await server.meta.list(pchannelPrefix(pchannel) + 'flushed/');

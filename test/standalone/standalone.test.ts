@@ -10,7 +10,7 @@ import { StandaloneServer } from '../../runtime/server/standalone';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { LogMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
-import { SCHEMA, eventually } from '../support/wal-fixture';
+import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'walstream-sa-'));
@@ -20,16 +20,7 @@ function config(dataDir: string, extra: Record<string, string> = {}) {
   return loadConfig({ flags: { dataDir, 'http.port': '0', 'wal.local.fsync': 'interval', 'wal.timetickIntervalMs': '50', ...extra } });
 }
 
-function rows(from: number, n: number) {
-  const ids = Array.from({ length: n }, (_, i) => from + i);
-  const vec = new Float32Array(n * 4);
-  ids.forEach((id, i) => vec.set([id, 1, 2, 3], i * 4));
-  return [
-    { name: 'id', type: 'int64' as const, data: ids },
-    { name: 'vec', type: 'floatVector' as const, dim: 4, data: vec },
-    { name: 'tag', type: 'varchar' as const, data: ids.map((i) => `t${i}`) },
-  ];
-}
+const rows = schemaRows;
 
 function pksOf(m: LogMessage): number[] {
   if (m.type === 'Insert') return m.body.columns.find((c) => c.name === 'id')!.data as number[];

@@ -13,7 +13,7 @@ import type { RecoveryOptions } from '../../actors/recovery-storage/recovery-act
 import { RecordingFlushQueue } from './recording-flush-queue';
 import { SteppableClock, systemClock, type Clock } from '../../runtime/clock';
 import { MemoryTsoStore, TimestampOracle, TsoAllocator } from '../../runtime/tso';
-import type { CollectionSchema, NewMessage, InsertMessage, LogMessage } from '../../runtime/message/types';
+import type { CollectionSchema, Column, NewMessage, InsertMessage, LogMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
 import { spawnWal } from '../../actors/wal/wal-actor';
 import { WalHandle } from '../../actors/wal/wal-handle';
@@ -126,6 +126,18 @@ export function createCollection(vchannel: string, collectionId: number, partiti
 
 export function dropCollection(vchannel: string, collectionId: number): NewMessage {
   return { type: 'DropCollection', vchannel, header: { collectionId }, body: {} };
+}
+
+/** Columns of `n` rows of SCHEMA with keys from..from+n-1 (vec = [id, id/3, -id, 0.1], tag = `row-<id>`). */
+export function schemaRows(from: number, n: number): Column[] {
+  const ids = Array.from({ length: n }, (_, i) => from + i);
+  const vec = new Float32Array(n * 4);
+  ids.forEach((id, i) => vec.set([id, id / 3, -id, Math.fround(0.1)], i * 4));
+  return [
+    { name: 'id', type: 'int64', data: ids },
+    { name: 'vec', type: 'floatVector', dim: 4, data: vec },
+    { name: 'tag', type: 'varchar', data: ids.map((i) => `row-${i}`) },
+  ];
 }
 
 /** Primary keys of an Insert (or of every Insert in a Txn). */

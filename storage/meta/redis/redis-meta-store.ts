@@ -12,6 +12,7 @@
  * `reapIntervalMs`) then publishes their delete events.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { connectOrExplain } from '../../redis/connect';
 import { systemClock, type Clock, type TimerHandle } from '../../../runtime/clock';
 import { ErrorCode, StreamingError, invalidArgument, isStreamingError } from '../../../runtime/errors';
 import { createLogger } from '../../../runtime/logger';
@@ -486,31 +487,6 @@ export class RedisMetaStore implements MetaStore {
   }
 }
 
-/**
- * `connect()` that rejects with a clear, retriable INNER error when Redis does not answer. The first
- * attempt does not retry (the caller decides); afterwards the configured retry strategy applies to
- * reconnects. (A failed first attempt ends the client with status "end": calling `disconnect()` then
- * would leave ioredis's 2 s disconnect timer on an already-closed socket.)
- */
-async function connectOrExplain(client: Redis, timeoutMs: number): Promise<void> {
-  const { host, port } = client.options;
-  const retryStrategy = client.options.retryStrategy;
-  client.options.retryStrategy = () => null;
-  try {
-    await client.connect();
-    await client.ping();
-  } catch (e) {
-    if (client.status !== 'end') client.disconnect();
-    const message = e instanceof Error ? e.message : String(e);
-    throw new StreamingError(
-      ErrorCode.INNER,
-      `cannot connect to Redis at ${host ?? '?'}:${port ?? '?'} (timeout ${timeoutMs} ms): ${message}. Is redis-server running there?`,
-      { cause: e, details: { host, port } },
-    );
-  } finally {
-    client.options.retryStrategy = retryStrategy;
-  }
-}
 
 function toVersioned(value: string | null, version: string | null, lease: string | null): VersionedValue | undefined {
   if (value === null || version === null) return undefined;

@@ -9,6 +9,7 @@
  * XREAD BLOCK (at most `maxReaders` at once).
  */
 import { Redis } from 'ioredis';
+import { redisUnreachable } from '../../redis/connect';
 import type { Clock } from '../../../runtime/clock';
 import type { AccessMode, PChannelInfo, WalBackend, WalLog } from '../backend';
 import { ErrorCode, StreamingError, invalidArgument, isStreamingError } from '../../../runtime/errors';
@@ -91,7 +92,7 @@ export class RedisWalBackend implements WalBackend {
     } catch (e) {
       if (owns) disconnectNow(client);
       if (isStreamingError(e)) throw e;
-      throw unreachable(client, opts.connectTimeoutMs, e);
+      throw redisUnreachable(client, opts.connectTimeoutMs, e, 'redis wal: cannot reach Redis');
     }
     return new RedisWalBackend(client, owns, registerScripts(client, WAL_SCRIPTS), opts);
   }
@@ -276,15 +277,6 @@ function checkVersion(info: string): void {
   }
 }
 
-function unreachable(client: Redis, timeoutMs: number, e: unknown): StreamingError {
-  const { host, port } = client.options;
-  const message = e instanceof Error ? e.message : String(e);
-  return new StreamingError(
-    ErrorCode.INNER,
-    `redis wal: cannot reach Redis at ${host ?? '?'}:${port ?? '?'} (timeout ${timeoutMs} ms): ${message}. Is redis-server running there?`,
-    { cause: e, details: { host, port } },
-  );
-}
 
 function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number, what: string): Promise<T> {
   let cancel = (): void => undefined;
