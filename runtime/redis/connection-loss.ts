@@ -19,13 +19,16 @@
 import type { Redis } from 'ioredis';
 
 export interface ConnectionLossOptions {
-  /** The error a command in flight on a dropped connection is rejected with. */
-  lost(): Error;
+  /** The error a tracked command in flight on a dropped connection is rejected with. Default: a plain Error. */
+  lost?(): Error;
   /** A ready connection dropped; `inFlight` tracked commands are being rejected. */
   onDrop?(inFlight: number): void;
   /** The connection is ready again, `downMs` after it dropped. */
   onRestore?(downMs: number): void;
 }
+
+/** Every error a ConnectionLoss rejected a command with. */
+const LOST = new WeakSet<object>();
 
 /** One tracked command: where it is (undefined once settled or rejected). */
 interface Tracked {
@@ -75,6 +78,11 @@ export class ConnectionLoss {
     });
   }
 
+  /** Whether `e` is the rejection of a tracked command whose connection dropped. */
+  isLost(e: unknown): boolean {
+    return typeof e === 'object' && e !== null && LOST.has(e);
+  }
+
   /** Commands tracked and not settled yet. */
   get pending(): number {
     return this.armed.size + this.queued.size;
@@ -95,7 +103,8 @@ export class ConnectionLoss {
       this.opts.onDrop?.(armed.length);
     }
     if (armed.length === 0) return;
-    const error = this.opts.lost();
+    const error = this.opts.lost?.() ?? new Error('the connection to Redis dropped with the command in flight (its outcome is unknown)');
+    LOST.add(error);
     for (const t of armed) {
       t.in = undefined;
       t.reject(error);
