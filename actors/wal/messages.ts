@@ -15,6 +15,12 @@ import type { RecoveryState } from '../recovery-storage/state';
 export type { Reply } from '../../runtime/ask';
 import type { Reply } from '../../runtime/ask';
 
+/** One append of an `appendBatch`: answered exactly once through `reply`. */
+export interface AppendEntry {
+  message: NewMessage | Message;
+  reply: (r: Reply<AppendResult>) => void;
+}
+
 export interface WalStatus {
   pchannel: string;
   term: number;
@@ -31,6 +37,12 @@ export interface WalStatus {
 export type WalMsg =
   // requests
   | { type: 'append'; message: NewMessage | Message; replyTo: Ref<Reply<AppendResult>> }
+  /**
+   * Appends from one in-process caller (WalHandle), coalesced while the message waits in the
+   * mailbox: `entries` may still grow until the actor takes it (then it sets `taken`). Each entry is
+   * answered through its own `reply`; `replyTo` gets an acceptance as soon as the batch is taken.
+   */
+  | { type: 'appendBatch'; entries: AppendEntry[]; taken: boolean; replyTo: Ref<Reply<void>> }
   | { type: 'subscribe'; options: SubscribeOptions; replyTo: Ref<Reply<Scanner>> }
   | { type: 'status'; replyTo: Ref<WalStatus> }
   | { type: 'awaitOpen'; replyTo: Ref<Reply<WalStatus>> }

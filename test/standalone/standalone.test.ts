@@ -179,6 +179,48 @@ describe('standalone', () => {
     await expect(c.insert({ collection: 'after', columns: rows(1, 40) })).resolves.toMatchObject({ rows: 40 });
   });
 
+  test('a WAL that crashes once is reopened by its supervisor on the same node and term, and recovers its data', async () => {
+    let failNext = false;
+    let failed = 0;
+    const wrap = (_nodeId: string, shared: WalBackend): WalBackend => ({
+      name: 'flaky-once',
+      close: () => Promise.resolve(),
+      async open(ch) {
+        const log = await shared.open(ch);
+        const append = log.append.bind(log);
+        log.append = (records) => {
+          if (failNext) {
+            failNext = false;
+            failed++;
+            return Promise.reject(new StreamingError(ErrorCode.INNER, 'transient I/O error', { retriable: true }));
+          }
+          return append(records);
+        };
+        return log;
+      },
+    });
+    server = await StandaloneServer.start(config(dir), { backendFor: wrap, restartPolicy: { maxRestarts: 3, windowMs: 60_000, backoffMs: 5, maxBackoffMs: 20 } });
+    const c = server.client;
+    const info = await c.createCollection({ name: 'once', schema: SCHEMA, shards: 1 });
+    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    const before = (await c.status()).pchannels.find((p) => p.name === pchannel)!;
+    await c.insert({ collection: 'once', columns: rows(1, 10) });
+    failNext = true;
+    // This insert hits the failing write: the WAL crashes, is reset, reopens; the client retries.
+    await c.insert({ collection: 'once', columns: rows(11, 10) }, { timeoutMs: 20_000 });
+    expect(failed).toBe(1);
+    const after = (await c.status()).pchannels.find((p) => p.name === pchannel)!;
+    expect(after).toMatchObject({ node: before.node, term: before.term, state: 'ASSIGNED' });
+    const sub = c.subscribe({ vchannel: info.vchannels[0]!, policy: { type: 'all' }, filters: { types: ['Insert'] } });
+    const seen: number[] = [];
+    for await (const m of sub) {
+      seen.push(...pksOf(m));
+      if (seen.length >= 20) break;
+    }
+    sub.close();
+    expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+
   test('restart on the same data directory keeps collections, terms and data', async () => {
     server = await StandaloneServer.start(config(dir));
     await server.client.createCollection({ name: 'kept', schema: SCHEMA, shards: 2 });
