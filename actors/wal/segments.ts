@@ -64,7 +64,8 @@ export interface Segment {
   flushRequested?: boolean;
 }
 
-export type AssignResult = { segmentId: number } | { needSegment: true };
+/** Where an insert went: its segment, and the position of its first row there (for generated keys). */
+export type AssignResult = { segmentId: number; firstRow: number } | { needSegment: true };
 
 function partitionKey(vchannel: string, collectionId: number, partitionId: number): string {
   return `${vchannel}/${collectionId}/${partitionId}`;
@@ -110,6 +111,7 @@ export class SegmentManager {
       const s = this.segments.get(id)!;
       if (s.state !== 'growing') continue;
       if (s.rows + rows <= s.maxRows && s.bytes + bytes <= s.maxBytes) {
+        const firstRow = s.rows;
         s.rows += rows;
         s.bytes += bytes;
         s.lastModified = now;
@@ -118,7 +120,7 @@ export class SegmentManager {
           s.state = 'sealed';
           sealed.push(s);
         }
-        return { segmentId: id, sealed };
+        return { segmentId: id, firstRow, sealed };
       }
       s.state = 'sealed';
       sealed.push(s);

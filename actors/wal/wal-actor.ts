@@ -18,11 +18,11 @@ import { buildChain } from './interceptors/chain';
 import type { AppendNext, AppendResult } from './interceptors/interceptor';
 import { LockInterceptor } from './interceptors/lock';
 import { RedoInterceptor } from './interceptors/redo';
-import { ShardInterceptor } from './interceptors/shard';
+import { AUTO_ID_ROWS_PER_SEGMENT, ShardInterceptor } from './interceptors/shard';
 import { TimetickInterceptor, TSO_BATCH_MAX_AGE_MS, type TimetickSource } from './interceptors/timetick';
 import { IdempotencyWindow } from './idempotency';
 import { VChannelLocks } from './locks';
-import type { Reply, WalMsg, WalStatus } from './messages';
+import type { AppendEntry, Reply, WalMsg, WalStatus } from './messages';
 import type { WalOptions } from './options';
 import { Scanner } from './scanner/scanner';
 import { TxnManager } from './txn-manager';
@@ -92,7 +92,7 @@ export class WalCore {
   private idempotency: IdempotencyWindow;
 
   /** Requests that arrived before the open finished. */
-  private waitingForOpen: WalMsg[] = [];
+  private waitingForOpen: (WalMsg | AppendEntry)[] = [];
   /** Appends inside the chain (waiting for a lock, the TSO or their write). */
   private appending = 0;
   private pending: PipeEntry[] = [];
@@ -165,7 +165,8 @@ export class WalCore {
         timetick: 0n,
         lastConfirmedId: '',
         term: 0,
-        header: { collectionId, partitionId, segmentId, maxRows: limits.maxRows, maxBytes: limits.maxBytes },
+        // Generated keys number the rows of a segment: never more than they leave room for.
+        header: { collectionId, partitionId, segmentId, maxRows: Math.min(limits.maxRows, AUTO_ID_ROWS_PER_SEGMENT), maxBytes: limits.maxBytes },
         body: {},
       });
       this.logger.debug('segment created', { pchannel: this.pchannel, vchannel, collectionId, partitionId, segmentId });
@@ -226,7 +227,7 @@ export class WalCore {
     this.logger.info('wal opened', { pchannel: this.pchannel, term: this.deps.channel.term, firstTimetick: msg.firstTimeTick.timetick, vchannels: this.meta.vchannelNames().length });
     const waiting = this.waitingForOpen;
     this.waitingForOpen = [];
-    for (const m of waiting) this.handle(m);
+    for (const m of waiting) this.replay(m);
   }
 
   /** Takes over the recovered state: vchannel meta, growing segments, and starts the recovery storage. */
@@ -271,17 +272,25 @@ export class WalCore {
     this.logger.error('wal open failed', { pchannel: this.pchannel, term: this.deps.channel.term, code: error.code, error: error.message });
     const waiting = this.waitingForOpen;
     this.waitingForOpen = [];
-    for (const m of waiting) this.handle(m);
+    for (const m of waiting) this.replay(m);
     // A fenced open is final for this term; anything else is a crash for the supervisor to judge.
     if (!isFenced(error)) throw new WalCrash(this.pchannel, error);
   }
 
   // ------------------------------------------------------------------ dispatch
 
+  /** Handles a request that waited for the open. */
+  private replay(m: WalMsg | AppendEntry): void {
+    if ('reply' in m) this.appendOne(m);
+    else this.handle(m);
+  }
+
   handle(msg: WalMsg): void {
     switch (msg.type) {
       case 'append':
         return this.onAppend(msg);
+      case 'appendBatch':
+        return this.onAppendBatch(msg);
       case 'subscribe':
         return this.onSubscribe(msg);
       case 'status':
@@ -328,28 +337,41 @@ export class WalCore {
   // ------------------------------------------------------------------ append
 
   private onAppend(req: Extract<WalMsg, { type: 'append' }>): void {
+    const replyTo = req.replyTo;
+    this.appendOne({ message: req.message, reply: (r) => dispatch(replyTo, r) });
+  }
+
+  private onAppendBatch(req: Extract<WalMsg, { type: 'appendBatch' }>): void {
+    req.taken = true;
+    dispatch(req.replyTo, { ok: true, value: undefined });
+    const entries = req.entries;
+    for (let i = 0; i < entries.length; i++) this.appendOne(entries[i]!);
+  }
+
+  private appendOne(entry: AppendEntry): void {
+    const reply = entry.reply;
     if (this.state === 'opening') {
       if (this.waitingForOpen.length >= this.deps.options.maxPendingAppends) {
-        dispatch(req.replyTo, { ok: false, error: this.exhausted() });
+        reply({ ok: false, error: this.exhausted() });
       } else {
-        this.waitingForOpen.push(req);
+        this.waitingForOpen.push(entry);
       }
       return;
     }
     if (this.state !== 'open') {
-      dispatch(req.replyTo, { ok: false, error: this.unavailableError() });
+      reply({ ok: false, error: this.unavailableError() });
       return;
     }
-    const m = req.message;
+    const m = entry.message;
     if (NOT_APPENDABLE.has(m.type)) {
-      dispatch(req.replyTo, {
+      reply({
         ok: false,
         error: new StreamingError(ErrorCode.INVALID_ARGUMENT, `${m.type} messages are written by the WAL itself and cannot be appended`, { details: { field: 'type' } }),
       });
       return;
     }
     if (this.appending >= this.deps.options.maxPendingAppends) {
-      dispatch(req.replyTo, { ok: false, error: this.exhausted() });
+      reply({ ok: false, error: this.exhausted() });
       return;
     }
     const key = m.idempotencyKey;
@@ -357,8 +379,8 @@ export class WalCore {
       const seen = this.idempotency.lookup(key);
       if (seen !== undefined) {
         Promise.resolve(seen).then(
-          (value) => dispatch(req.replyTo, { ok: true, value }),
-          (e: unknown) => dispatch(req.replyTo, { ok: false, error: toStreamingError(e) }),
+          (value) => reply({ ok: true, value }),
+          (e: unknown) => reply({ ok: false, error: toStreamingError(e) }),
         );
         return;
       }
@@ -369,11 +391,11 @@ export class WalCore {
     appended.then(
       (value) => {
         this.appending--;
-        dispatch(req.replyTo, { ok: true, value });
+        reply({ ok: true, value });
       },
       (e: unknown) => {
         this.appending--;
-        dispatch(req.replyTo, { ok: false, error: toStreamingError(e) });
+        reply({ ok: false, error: toStreamingError(e) });
       },
     );
   }
@@ -616,7 +638,7 @@ export class WalCore {
     this.txns.close();
     const waiting = this.waitingForOpen;
     this.waitingForOpen = [];
-    for (const m of waiting) this.handle(m); // answered with ON_SHUTDOWN
+    for (const m of waiting) this.replay(m); // answered with ON_SHUTDOWN
     if (wasOpening) {
       // The open may still complete: onOpened closes the log it brings.
       this.finishClose(false);

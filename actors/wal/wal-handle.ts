@@ -7,7 +7,7 @@ import { ask } from '../../runtime/ask';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { Message, NewMessage, TxnBodyMessage } from '../../runtime/message/types';
 import type { AppendResult } from './interceptors/interceptor';
-import type { WalMsg, WalStatus } from './messages';
+import type { Reply, WalMsg, WalStatus } from './messages';
 import type { Scanner, SubscribeOptions } from './scanner/scanner';
 
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
@@ -32,9 +32,27 @@ export class WalHandle {
     return ask<WalMsg, WalStatus>(this.ref, (replyTo) => ({ type: 'awaitOpen', replyTo }), this.t(o), `open ${this.pchannel}`);
   }
 
+  /**
+   * Appends that arrive while the previous ones still wait in the WAL's mailbox join them in one
+   * `appendBatch` message (one mailbox turn, one query and one deadline timer for all of them);
+   * each append is still answered on its own, in call order of arrival at the WAL.
+   */
   append(message: NewMessage | Message, o?: CallOptions): Promise<AppendResult> {
-    return ask<WalMsg, AppendResult>(this.ref, (replyTo) => ({ type: 'append', message, replyTo }), this.t(o), `append to ${this.pchannel}`);
+    const timeoutMs = this.t(o);
+    return new Promise<AppendResult>((resolve, reject) => {
+      let b = this.batch;
+      if (b === undefined || b.msg.taken || b.closed || b.timeoutMs !== timeoutMs) {
+        b = new AppendBatch(this.ref, `append to ${this.pchannel}`, timeoutMs);
+        this.batch = b;
+        b.add(message, resolve, reject);
+        b.send();
+      } else {
+        b.add(message, resolve, reject);
+      }
+    });
   }
+
+  private batch: AppendBatch | undefined;
 
   /** Starts a transaction on `vchannel`. keepaliveMs 0 = the WAL's default. */
   async beginTxn(vchannel: string, keepaliveMs = 0, o?: CallOptions): Promise<Txn> {
@@ -58,6 +76,80 @@ export class WalHandle {
   /** Stops intake, drains in-flight writes (bounded by the WAL's close timeout), ends subscribers, closes the log. */
   close(o?: CallOptions): Promise<void> {
     return ask<WalMsg, void>(this.ref, (replyTo) => ({ type: 'close', replyTo }), this.t(o), `close ${this.pchannel}`);
+  }
+}
+
+/** The appends of one `appendBatch` message and their shared deadline. */
+class AppendBatch {
+  readonly msg: Extract<WalMsg, { type: 'appendBatch' }>;
+  /** No more appends join (the deadline passed or the query failed). */
+  closed = false;
+  private unsettled = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ref: Ref<WalMsg>,
+    private readonly what: string,
+    readonly timeoutMs: number,
+  ) {
+    this.msg = { type: 'appendBatch', entries: [], taken: false, replyTo: undefined as unknown as Ref<Reply<void>> };
+  }
+
+  add(message: NewMessage | Message, resolve: (r: AppendResult) => void, reject: (e: unknown) => void): void {
+    this.unsettled++;
+    let settled = false;
+    this.msg.entries.push({
+      message,
+      reply: (r) => {
+        if (settled) return;
+        settled = true;
+        if (--this.unsettled === 0 && this.timer !== undefined) {
+          clearTimeout(this.timer);
+          this.timer = undefined;
+        }
+        if (r.ok) resolve(r.value);
+        else reject(r.error);
+      },
+    });
+  }
+
+  send(): void {
+    const t0 = performance.now();
+    const msg = this.msg;
+    let accepted: Promise<unknown>;
+    try {
+      accepted = query(
+        this.ref,
+        (replyTo: Ref<Reply<void>>): WalMsg => {
+          msg.replyTo = replyTo;
+          return msg;
+        },
+        Math.max(1, this.timeoutMs),
+      );
+    } catch (e) {
+      // A stopped actor can make query throw at once: the appends get UNKNOWN, like from ask().
+      accepted = Promise.reject(e);
+    }
+    accepted.then(
+      () => {
+        // Taken by the WAL: the rest of the deadline runs here, for the appends not yet answered.
+        if (this.unsettled === 0) return;
+        const left = Math.max(1, this.timeoutMs - (performance.now() - t0));
+        this.timer = setTimeout(() => this.expire(undefined), left);
+      },
+      (e: unknown) => this.expire(e),
+    );
+  }
+
+  private expire(cause: unknown): void {
+    this.closed = true;
+    this.timer = undefined;
+    const error = new StreamingError(ErrorCode.UNKNOWN, `${this.what}: no answer within ${this.timeoutMs} ms (the outcome is unknown)`, {
+      ...(cause !== undefined ? { cause } : {}),
+      details: { timeoutMs: this.timeoutMs, deadlineExceeded: true },
+      retriable: true,
+    });
+    for (const e of this.msg.entries) e.reply({ ok: false, error });
   }
 }
 

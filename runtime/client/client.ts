@@ -140,23 +140,21 @@ export class Client implements WalstreamClient {
     const info = await this.collection(req.collection, o);
     const partitionId = await this.partitionId(info, req.partition, o);
     if (!Array.isArray(req.columns)) throw invalidArgument('columns must be an array', { field: 'columns' });
-    const pkField = info.schema.fields.find((f) => f.primaryKey);
-    if (pkField?.autoId) {
-      throw invalidArgument(`collection ${info.name} has an autoId primary key; inserts into autoId collections are not supported yet (give the key)`, {
-        field: pkField.name,
-        reason: 'autoId not supported',
-      });
-    }
     // Validate the whole batch before splitting it over shards: a bad row rejects all of it.
-    validateInsert(info.schema, req.columns);
-    const pkColumn = req.columns.find((c) => c.name === pkField?.name);
-    if (!pkField || !pkColumn || pkColumn.type === 'floatVector' || !Array.isArray(pkColumn.data)) {
-      throw invalidArgument(`the primary key column ${JSON.stringify(pkField?.name ?? '')} is required`, { field: pkField?.name ?? '', reason: 'missing field' });
-    }
-    const pks = pkColumn.data as (number | string)[];
+    const { rows: total } = validateInsert(info.schema, req.columns);
+    const pkField = info.schema.fields.find((f) => f.primaryKey);
     const key = req.idempotencyKey ?? randomUUID();
     const shards = info.vchannels.length;
-    const parts = shards === 1 ? [pks.map((_, i) => i)] : splitRows(pks, shards);
+    let parts: number[][];
+    if (pkField?.autoId) {
+      // The server generates the keys: spread the rows over the shards by position.
+      parts = Array.from({ length: shards }, () => []);
+      for (let i = 0; i < total; i++) parts[i % shards]!.push(i);
+    } else {
+      const pkColumn = req.columns.find((c) => c.name === pkField?.name)!;
+      const pks = pkColumn.data as (number | string)[];
+      parts = shards === 1 ? [pks.map((_, i) => i)] : splitRows(pks, shards);
+    }
     const appends = await Promise.all(
       parts.map(async (rows, shard) => {
         if (rows.length === 0) return undefined;
@@ -174,7 +172,7 @@ export class Client implements WalstreamClient {
       }),
     );
     const done = appends.filter((a): a is NonNullable<typeof a> => a !== undefined);
-    return { rows: pks.length, appends: done };
+    return { rows: total, appends: done };
   }
 
   async delete(req: DeleteRequest, o?: CallOptions): Promise<WriteResult> {

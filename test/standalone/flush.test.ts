@@ -158,3 +158,44 @@ async function oldestSegmentFile(walDir: string, pchannel: string): Promise<stri
   const segs = entries.filter((e) => e.isFile() && e.name.endsWith('.seg') && (e.parentPath ?? e.path).includes(pchannel)).map((e) => e.name).sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
   return segs[0];
 }
+
+describe('autoId collections', () => {
+  test('the server generates unique keys, returns them, and they reach the segment files', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-autoid-'));
+    const server = await StandaloneServer.start(config(dir));
+    try {
+      const c = server.client;
+      const schema = { fields: [{ name: 'id', type: 'int64' as const, primaryKey: true, autoId: true }, { name: 'vec', type: 'floatVector' as const, dim: 2 }] };
+      const info = await c.createCollection({ name: 'auto', schema, shards: 2 });
+      const ids: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        const w = await c.insert({ collection: 'auto', columns: [{ name: 'vec', type: 'floatVector', dim: 2, data: new Float32Array(10).fill(i) }] });
+        expect(w.rows).toBe(5);
+        for (const a of w.appends) {
+          const g = a.result.extra!.autoIds!;
+          expect(g.count).toBe(a.rows);
+          for (let k = 0; k < g.count; k++) ids.push(g.first + k);
+        }
+      }
+      expect(ids).toHaveLength(60);
+      expect(new Set(ids).size).toBe(60);
+      for (const id of ids) expect(Number.isSafeInteger(id)).toBe(true);
+      await c.flush('auto');
+      const pchannels = [...new Set(info.vchannels.map((v) => v.slice(0, v.lastIndexOf('_'))))];
+      await eventually(async () => (await Promise.all(pchannels.map((p) => flushedSegments(server, p)))).flat().reduce((n, s) => n + s.rows, 0) === 60, 15_000, 'flushed');
+      const keys: number[] = [];
+      for (const s of (await Promise.all(pchannels.map((p) => flushedSegments(server, p)))).flat()) {
+        const seg = await readSegment(server.objects, { collectionId: s.collectionId, partitionId: s.partitionId, segmentId: s.segmentId }, { root: server.config.objectStore.rootPath });
+        keys.push(...(seg.inserts.primaryKeys.data as number[]));
+      }
+      expect(keys.sort((a, b) => a - b)).toEqual([...ids].sort((a, b) => a - b));
+      // Giving the key of an autoId collection is refused.
+      await expect(c.insert({ collection: 'auto', columns: [{ name: 'id', type: 'int64', data: [1] }, { name: 'vec', type: 'floatVector', dim: 2, data: new Float32Array(2) }] })).rejects.toMatchObject({
+        code: ErrorCode.INVALID_ARGUMENT,
+      });
+    } finally {
+      await server.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

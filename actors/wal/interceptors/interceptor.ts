@@ -14,7 +14,12 @@ export interface AppendResult {
   /** Set for BeginTxn (the new transaction) and for messages of a transaction. */
   txn?: TxnContext;
   /** Type-specific results, e.g. the segments a ManualFlush sealed. */
-  extra?: { segmentIds?: number[] };
+  extra?: {
+    /** The segments a ManualFlush sealed. */
+    segmentIds?: number[];
+    /** The primary keys generated for an insert into an autoId collection: first, first + 1, … (count). */
+    autoIds?: { first: number; count: number };
+  };
 }
 
 export type AppendNext = (msg: Message) => Promise<AppendResult>;

@@ -18,15 +18,41 @@ export class LockInterceptor implements Interceptor {
   readonly name = 'lock';
   constructor(private readonly ctx: LockContext) {}
 
-  async doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
     const exclusive = isExclusiveType(msg.type);
-    const waiting = this.ctx.locks.acquire(msg.vchannel, exclusive);
-    if (waiting) await waiting;
+    let waiting: Promise<void> | undefined;
     try {
-      return await next(msg);
-    } finally {
-      if (exclusive) this.ctx.txns.failAt(msg.vchannel, `${msg.type} on vchannel ${msg.vchannel || '(all)'}`);
-      this.ctx.locks.release(msg.vchannel, exclusive);
+      waiting = this.ctx.locks.acquire(msg.vchannel, exclusive);
+    } catch (e) {
+      return Promise.reject(e);
     }
+    // Taken at once (the usual case): go on in this same turn, no await.
+    if (waiting) return waiting.then(() => this.holding(msg, next, exclusive));
+    return this.holding(msg, next, exclusive);
+  }
+
+  /** Runs next with the lock held and releases it once next settles. */
+  private holding(msg: Message, next: AppendNext, exclusive: boolean): Promise<AppendResult> {
+    let p: Promise<AppendResult>;
+    try {
+      p = next(msg);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    return p.then(
+      (r) => {
+        this.unlock(msg, exclusive);
+        return r;
+      },
+      (e: unknown) => {
+        this.unlock(msg, exclusive);
+        throw e;
+      },
+    );
+  }
+
+  private unlock(msg: Message, exclusive: boolean): void {
+    if (exclusive) this.ctx.txns.failAt(msg.vchannel, `${msg.type} on vchannel ${msg.vchannel || '(all)'}`);
+    this.ctx.locks.release(msg.vchannel, exclusive);
   }
 }

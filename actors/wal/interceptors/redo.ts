@@ -19,14 +19,21 @@ const MAX_REDOS = 100;
 export class RedoInterceptor implements Interceptor {
   readonly name = 'redo';
 
-  async doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await next(msg);
-      } catch (e) {
-        if (!(e instanceof Redo) || attempt >= MAX_REDOS) throw e;
-        await e.until;
-      }
+  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+    return this.attempt(msg, next, 0);
+  }
+
+  /** No async frame on the way: the result is next's, with a rejection handler for Redo. */
+  private attempt(msg: Message, next: AppendNext, attempt: number): Promise<AppendResult> {
+    let p: Promise<AppendResult>;
+    try {
+      p = next(msg);
+    } catch (e) {
+      p = Promise.reject(e);
     }
+    return p.catch((e: unknown) => {
+      if (!(e instanceof Redo) || attempt >= MAX_REDOS) throw e;
+      return e.until.then(() => this.attempt(msg, next, attempt + 1));
+    });
   }
 }

@@ -13,6 +13,14 @@ import type { VChannelMeta } from '../vchannel-meta';
 import type { AppendNext, AppendResult, Interceptor } from './interceptor';
 import { Redo } from './redo';
 
+/** Rows per segment that generated keys leave room for (segments are smaller: see SegmentLimits). */
+export const AUTO_ID_ROWS_PER_SEGMENT = 2 ** 21;
+
+/** The generated key of row `row` of segment `segmentId`: unique, a safe integer for segment ids < 2^32. */
+export function autoIdOf(segmentId: number, row: number): number {
+  return segmentId * AUTO_ID_ROWS_PER_SEGMENT + row;
+}
+
 export interface ShardContext {
   meta: VChannelMeta;
   segments: SegmentManager;
@@ -28,7 +36,30 @@ export class ShardInterceptor implements Interceptor {
   readonly name = 'shard';
   constructor(private readonly ctx: ShardContext) {}
 
-  async doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+    // Inserts, deletes and anything without meta work afterwards pass on in the same turn.
+    try {
+      switch (msg.type) {
+        case 'Insert':
+        case 'Delete':
+          return this.dml(msg, next);
+        case 'CreateSegment':
+        case 'Flush':
+        case 'ManualFlush':
+        case 'CreateCollection':
+        case 'DropCollection':
+        case 'CreatePartition':
+        case 'DropPartition':
+          return this.withMeta(msg, next);
+        default:
+          return next(msg);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private dml(msg: Message, next: AppendNext): Promise<AppendResult> {
     const { meta, segments } = this.ctx;
     switch (msg.type) {
       case 'Insert': {
@@ -40,12 +71,28 @@ export class ShardInterceptor implements Interceptor {
         if (a.sealed.length > 0) this.ctx.flushSegments(a.sealed);
         if ('needSegment' in a) throw new Redo(this.ctx.createSegment(msg.vchannel, msg.header.collectionId, msg.header.partitionId));
         msg.header.segmentId = a.segmentId;
+        const pk = c.schema.fields.find((f) => f.primaryKey);
+        if (pk?.autoId) {
+          // Keys unique cluster-wide: the segment id (a MetaStore counter) and the row's place in it.
+          const first = autoIdOf(a.segmentId, a.firstRow);
+          msg.body = { columns: [{ name: pk.name, type: 'int64', data: Array.from({ length: rows }, (_, i) => first + i) }, ...msg.body.columns] };
+          return next(msg).then((r) => ({ ...r, extra: { autoIds: { first, count: rows } } }));
+        }
         return next(msg);
       }
       case 'Delete':
         meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Delete');
         msg.header.rows = msg.body.primaryKeys.data.length;
         return next(msg);
+      default:
+        return next(msg);
+    }
+  }
+
+  /** Messages whose meta changes apply once written (an async frame: it awaits next). */
+  private async withMeta(msg: Message, next: AppendNext): Promise<AppendResult> {
+    const { meta, segments } = this.ctx;
+    switch (msg.type) {
       case 'CreateSegment': {
         meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'CreateSegment');
         const r = await next(msg);

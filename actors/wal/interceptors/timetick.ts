@@ -34,19 +34,47 @@ export class TimetickInterceptor implements Interceptor {
   readonly name = 'timetick';
   constructor(private readonly ctx: TimetickContext) {}
 
-  async doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
-    const { tso, txns } = this.ctx;
-    tso.syncIfExpired(TSO_BATCH_MAX_AGE_MS);
+  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+    const { tso } = this.ctx;
+    let tt: Timetick | undefined;
+    try {
+      tso.syncIfExpired(TSO_BATCH_MAX_AGE_MS);
+      tt = tso.tryAllocate();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (tt === undefined) return this.refillThenStamp(msg, next);
+    return this.stamped(msg, next, tt);
+  }
+
+  /** The local batch is empty: wait for a refill (before holding any timetick), then go on. */
+  private async refillThenStamp(msg: Message, next: AppendNext): Promise<AppendResult> {
+    const { tso } = this.ctx;
     let tt = tso.tryAllocate();
     while (tt === undefined) {
       await tso.refill();
       tt = tso.tryAllocate();
     }
-    // From here to the write pipe nothing awaits: write order = timetick order.
-    msg.timetick = tt;
-    msg.term = this.ctx.term;
-    msg.lastConfirmedId = minMessageId(this.ctx.lastPersistedId(), txns.earliestOpenLastConfirmed());
+    return this.stamped(msg, next, tt);
+  }
 
+  /** Stamps the allocated timetick and passes on in the same turn; synchronous throws become rejections. */
+  private stamped(msg: Message, next: AppendNext, tt: Timetick): Promise<AppendResult> {
+    // From here to the write pipe nothing awaits: write order = timetick order.
+    try {
+      msg.timetick = tt;
+      msg.term = this.ctx.term;
+      msg.lastConfirmedId = minMessageId(this.ctx.lastPersistedId(), this.ctx.txns.earliestOpenLastConfirmed());
+      if (msg.type !== 'TimeTick' && msg.type !== 'BeginTxn' && msg.type !== 'CommitTxn' && msg.type !== 'RollbackTxn' && !msg.txn) return next(msg);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.withTxns(msg, next, tt);
+  }
+
+  /** TimeTicks and transaction messages (an async frame: the awaits below come after next was called). */
+  private async withTxns(msg: Message, next: AppendNext, tt: Timetick): Promise<AppendResult> {
+    const { txns } = this.ctx;
     switch (msg.type) {
       case 'TimeTick':
         txns.cleanupUntil(tt);
