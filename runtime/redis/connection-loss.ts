@@ -56,11 +56,23 @@ export class ConnectionLoss {
     connection.on('ready', () => this.onReady());
   }
 
-  /** `p`, or `lost()` if the connection it is written on drops before `p` settles. */
-  track<T>(p: Promise<T>): Promise<T> {
+  /**
+   * Sends a command (`send` issues it on this connection) and returns its reply, or rejects with
+   * `lost()` if the connection it is written on drops first. Where the command goes is decided here,
+   * before sending, exactly as ioredis decides it: a write that fails on a socket Redis just closed
+   * turns the socket unwritable at once, but the command is already in flight.
+   */
+  track<T>(send: () => Promise<T>): Promise<T> {
+    const where = this.writable() ? this.armed : this.queued;
+    let p: Promise<T>;
+    try {
+      p = send();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<T>((resolve, reject) => {
-      const t: Tracked = { reject, in: this.writable() ? this.armed : this.queued };
-      t.in!.add(t);
+      const t: Tracked = { reject, in: where };
+      where.add(t);
       const forget = (): void => {
         t.in?.delete(t);
         t.in = undefined;
@@ -88,9 +100,10 @@ export class ConnectionLoss {
     return this.armed.size + this.queued.size;
   }
 
+  /** Whether ioredis writes a command sent now to the socket (otherwise it queues it until ready). */
   private writable(): boolean {
-    const stream = this.connection.stream as { writable?: boolean } | undefined;
-    return this.connection.status === 'ready' && stream?.writable === true;
+    const stream = this.connection.stream as { writable?: boolean; _writableState?: { ended?: boolean } } | undefined;
+    return this.connection.status === 'ready' && stream?.writable === true && stream._writableState?.ended !== true;
   }
 
   private onClose(): void {

@@ -33,6 +33,9 @@ export class BullMqFlushQueue implements FlushQueue {
 
   constructor(private readonly opts: BullMqFlushOptions) {
     this.queue = new Queue<FlushJob>(FLUSH_QUEUE_NAME, { connection: opts.connection, prefix: opts.prefix ?? 'walstream' });
+    // Connection errors (Redis restarting) while BullMQ reconnects; without a listener BullMQ prints them to stderr.
+    const logger = createLogger('flush.bullmq');
+    this.queue.on('error', (err) => logger.debug('flush queue connection error', { error: err.message }));
   }
 
   async submit(job: FlushJob): Promise<void> {

@@ -10,11 +10,16 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
+import { Redis } from 'ioredis';
 import { StreamingError } from '../../runtime/errors';
 import type { LogMessage, TimeTickMessage } from '../../runtime/message/types';
 import type { CollectionInfo } from '../../runtime/client/api';
+import { encodeCommand, encodeItem } from '../../runtime/mailbox/commands';
+import { ReplyKind, RequestKind, replyFields, requestFields } from '../../runtime/mailbox/envelope';
+import { MAILBOX_GROUP, MailboxKeys } from '../../runtime/mailbox/redis/keys';
 import { RedisMailbox } from '../../runtime/mailbox/redis/redis-mailbox';
 import type { MailboxStream } from '../../runtime/mailbox/mailbox';
+import type { WireFields } from '../../runtime/mailbox/wire';
 import { startRedis, type RedisProcess } from '../support/cluster-harness';
 
 jest.setTimeout(60_000);
@@ -29,6 +34,13 @@ function info(name: string): CollectionInfo {
 function tick(i: number): LogMessage {
   const m: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick: BigInt(1000 + i), lastConfirmedId: '', term: 1, header: {}, body: {} };
   return { ...m, id: `id-${i}`, size: 0 };
+}
+
+function flat(fields: WireFields, extra: Array<[string, string]> = []): (string | Buffer)[] {
+  const out: (string | Buffer)[] = [];
+  for (const [k, v] of fields) out.push(k, v);
+  for (const [k, v] of extra) out.push(k, v);
+  return out;
 }
 
 /** Polls `probe` until it is true or `timeoutMs` passed (then throws naming `what`). */
@@ -57,6 +69,26 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
     redis = undefined;
     await fs.rm(dir, { recursive: true, force: true });
   });
+
+  let admin: Redis | undefined;
+  afterEach(() => {
+    admin?.disconnect();
+    admin = undefined;
+  });
+
+  async function adminConnection(): Promise<Redis> {
+    admin = new Redis({ host: '127.0.0.1', port: redis!.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    return admin;
+  }
+
+  async function killClient(a: Redis, connectionName: string): Promise<void> {
+    const list = (await a.client('LIST')) as string;
+    const line = list.split('\n').find((l) => l.includes(`name=${connectionName} `));
+    if (!line) throw new Error(`no connection named ${connectionName}`);
+    await a.client('KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
+  }
 
   async function connect(name: string): Promise<RedisMailbox> {
     const m = await RedisMailbox.connect({ redis: { host: '127.0.0.1', port: redis!.port, connectionName: name }, prefix: PREFIX, blockMs: 1000, heartbeatMs: 500 });
@@ -160,5 +192,74 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
     expect(handled).toBeGreaterThan(0);
     expect(streamed).toBeGreaterThan(0);
     void killedAt;
+  });
+
+  it('after a dropped inbox connection, handles the entries a lost read had claimed — once', async () => {
+    const server = await connect('claim-server');
+    const names: string[] = [];
+    await server.serve(ADDRESS, {
+      describeCollection: async (c) => {
+        names.push(c.name);
+        return info(c.name);
+      },
+    });
+    const a = await adminConnection();
+    const key = new MailboxKeys(PREFIX).inbox(ADDRESS);
+    // What a read does whose reply never arrives: Redis hands the entry to the server's consumer
+    // (XREADGROUP in one transaction with the XADD, so the blocked server read does not get it).
+    const fields = requestFields({ kind: RequestKind.call, id: 'lost.1', replyTo: 'nobody', deadline: Date.now() + 30_000, command: encodeCommand({ type: 'describeCollection', name: 'claimed' }) });
+    await a.multi().xadd(key, '*', ...flat(fields)).xreadgroup('GROUP', MAILBOX_GROUP, 'server', 'COUNT', 10, 'STREAMS', key, '>').exec();
+    const pending = async (): Promise<number> => Number(((await a.xpending(key, MAILBOX_GROUP)) as [number])[0]);
+    expect(await pending()).toBe(1);
+    // The connection drops (as when Redis restarts): the reader re-reads its pending entries.
+    await killClient(a, 'claim-server-inbox-node.n0');
+    await until('claimed entry handled and acknowledged', 10_000, async () => names.includes('claimed') && (await pending()) === 0);
+    // An ordinary request still works, and the claimed one ran once.
+    const client = await connect('claim-client');
+    await expect(client.request(ADDRESS, { type: 'describeCollection', name: 'after' }, { timeoutMs: 5000 })).resolves.toMatchObject({ name: 'after' });
+    expect(names.filter((n) => n === 'claimed')).toEqual(['claimed']);
+  });
+
+  it('drops the second copy of a request or a reply that was written twice (re-sent after a reconnect)', async () => {
+    const server = await connect('dup-server');
+    const names: string[] = [];
+    await server.serve(ADDRESS, {
+      describeCollection: async (c) => {
+        names.push(c.name);
+        return info(c.name);
+      },
+    });
+    const a = await adminConnection();
+    const keys = new MailboxKeys(PREFIX);
+    const inbox = keys.inbox(ADDRESS);
+    const request = requestFields({ kind: RequestKind.call, id: 'dup.1', replyTo: 'nobody', deadline: Date.now() + 30_000, command: encodeCommand({ type: 'describeCollection', name: 'twice' }) });
+    await a.xadd(inbox, '*', ...flat(request, [['q', 'feedfeed.1']]));
+    await a.xadd(inbox, '*', ...flat(request, [['q', 'feedfeed.1']]));
+    await a.xadd(inbox, '*', ...flat(requestFields({ kind: RequestKind.call, id: 'dup.2', replyTo: 'nobody', deadline: Date.now() + 30_000, command: encodeCommand({ type: 'describeCollection', name: 'next' }) }), [['q', 'feedfeed.2']]));
+    const pending = async (): Promise<number> => Number(((await a.xpending(inbox, MAILBOX_GROUP)) as [number])[0]);
+    await until('requests handled and all three entries acknowledged', 10_000, async () => names.includes('next') && (await pending()) === 0);
+    expect(names).toEqual(['twice', 'next']);
+
+    // Replies: a stream whose items arrive twice. Nobody serves `quiet`: the test answers in its place.
+    const client = await connect('dup-client');
+    const opening = client.openStream('quiet', { type: 'subscribe', pchannel: 'dml_0', term: 1, options: { policy: { type: 'all' } } }, { timeoutMs: 10_000 });
+    let entry: [string, string[]] | undefined;
+    await until('open request in the inbox', 5000, async () => {
+      entry = ((await a.xrange(keys.inbox('quiet'), '-', '+')) as Array<[string, string[]]>)[0];
+      return entry !== undefined;
+    });
+    const f = entry![1];
+    const id = f[f.indexOf('id') + 1]!;
+    const replies = keys.replies(client.clientId);
+    const item = (i: number): (string | Buffer)[] => flat(replyFields({ kind: ReplyKind.item, id, payload: encodeItem('subscribe', tick(i)) }), [['q', `beef.${i + 2}`]]);
+    await a.xadd(replies, '*', ...flat(replyFields({ kind: ReplyKind.open, id }), [['q', 'beef.1']]));
+    await a.xadd(replies, '*', ...item(0));
+    await a.xadd(replies, '*', ...item(0)); // the copy
+    await a.xadd(replies, '*', ...item(1));
+    await a.xadd(replies, '*', ...flat(replyFields({ kind: ReplyKind.end, id }), [['q', 'beef.4']]));
+    const stream = await opening;
+    const got: string[] = [];
+    for await (const m of stream) got.push(m.id);
+    expect(got).toEqual(['id-0', 'id-1']);
   });
 });

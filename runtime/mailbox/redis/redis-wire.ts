@@ -147,7 +147,7 @@ export class RedisWire implements MailboxWire {
       let backoff = BACKOFF_MIN_MS;
       while (!stopped) {
         try {
-          const reply = await loss.track(conn.callBuffer('XREAD', 'COUNT', options.readCount, 'BLOCK', options.blockMs, 'STREAMS', key, last));
+          const reply = await loss.track(() => conn.callBuffer('XREAD', 'COUNT', options.readCount, 'BLOCK', options.blockMs, 'STREAMS', key, last));
           backoff = BACKOFF_MIN_MS;
           const entries = parseStreamsReply(reply);
           if (entries.length === 0) continue;
@@ -260,9 +260,10 @@ export class RedisWire implements MailboxWire {
         }
         const count = Math.min(n, options.readCount);
         try {
-          const reply = await loss.track(
-            cursor !== undefined
-              ? conn.callBuffer('XREADGROUP', 'GROUP', MAILBOX_GROUP, consumer, 'COUNT', count, 'STREAMS', key, cursor)
+          const from = cursor;
+          const reply = await loss.track(() =>
+            from !== undefined
+              ? conn.callBuffer('XREADGROUP', 'GROUP', MAILBOX_GROUP, consumer, 'COUNT', count, 'STREAMS', key, from)
               : conn.callBuffer('XREADGROUP', 'GROUP', MAILBOX_GROUP, consumer, 'COUNT', count, 'BLOCK', options.blockMs, 'STREAMS', key, '>'),
           );
           backoff = BACKOFF_MIN_MS;

@@ -72,7 +72,9 @@ export class ClusterNode {
     const connection = bullConnection(redis);
     const flushQueue = new BullMqFlushQueue({ connection, prefix });
     const flushRunner = new BullMqFlushRunner(new SegmentFlushWorker({ backend, objects, meta, root: config.objectStore.rootPath }), { connection, prefix });
-    const tsoRedis = new Redis(redis);
+    const tsoRedis = new Redis({ ...redis, connectionName: 'walstream-tso' });
+    // Without a listener ioredis prints "Unhandled error event" on every reconnect attempt; it reconnects on its own.
+    tsoRedis.on('error', (e: unknown) => logger.debug('tso redis connection error', { error: String(e) }));
     const tso = new RedisTimestampSource(tsoRedis, prefix);
     const system = start() as Ref<never>;
     const node = spawnStreamingNode(system, {

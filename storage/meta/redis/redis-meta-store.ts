@@ -16,6 +16,7 @@ import { connectOrExplain } from '../../redis/connect';
 import { systemClock, type Clock, type TimerHandle } from '../../../runtime/clock';
 import { ErrorCode, StreamingError, invalidArgument, isStreamingError } from '../../../runtime/errors';
 import { createLogger } from '../../../runtime/logger';
+import { ConnectionLoss } from '../../../runtime/redis/connection-loss';
 import { storeClosed } from '../errors';
 import {
   validateBatch,
@@ -103,6 +104,7 @@ export class RedisMetaStore implements MetaStore {
     });
     client.on('error', (e: unknown) => log.debug('redis connection error', { error: String(e) }));
     await connectOrExplain(client, connectTimeoutMs);
+    watchConnection(client, 'command connection');
     const store = new RedisMetaStore(client, registerScripts(client), prefix, options.clock ?? systemClock, reapBatchSize, connectTimeoutMs);
     if (reapIntervalMs > 0) store.reaper = store.clock.setInterval(() => store.reapSoon(), reapIntervalMs);
     return store;
@@ -475,6 +477,7 @@ export class RedisMetaStore implements MetaStore {
       const sub = this.client.duplicate({ lazyConnect: true, ...(name ? { connectionName: `${name}-sub` } : {}) });
       sub.on('error', (e: unknown) => log.debug('redis watch connection error', { error: String(e) }));
       await connectOrExplain(sub, this.connectTimeoutMs);
+      watchConnection(sub, 'watch connection', true);
       const hub = new WatchHub(sub, log);
       hub.markConnected();
       return hub;
@@ -487,6 +490,20 @@ export class RedisMetaStore implements MetaStore {
   }
 }
 
+
+/**
+ * Logs when a connection drops and when it is back (ioredis reconnects on its own; commands in
+ * flight are re-sent then). The watch hub logs the watch connection's return itself (after the
+ * re-subscriptions are in effect).
+ */
+function watchConnection(client: Redis, what: string, dropOnly = false): void {
+  new ConnectionLoss(client, {
+    onDrop: () => {
+      if (client.status !== 'end') log.warn(`meta ${what} to Redis lost; reconnecting`);
+    },
+    ...(dropOnly ? {} : { onRestore: (downMs: number) => log.warn(`meta ${what} to Redis re-established`, { downMs }) }),
+  });
+}
 
 function toVersioned(value: string | null, version: string | null, lease: string | null): VersionedValue | undefined {
   if (value === null || version === null) return undefined;

@@ -51,7 +51,7 @@ export class RedisWalBackend implements WalBackend {
     this.commands = new ConnectionLoss(client, {
       lost: () => connectionLost('command connection'),
       onDrop: (inFlight) => {
-        if (!this.closed) logger.warn('redis wal: connection to Redis lost; reconnecting (commands in flight fail with an unknown outcome)', { inFlight });
+        if (!this.closed) logger.warn('redis wal: connection to Redis lost; commands in flight fail with an unknown outcome', { inFlight });
       },
       onRestore: (downMs) => {
         if (!this.closed) logger.warn('redis wal: reconnected to Redis', { downMs });
@@ -154,8 +154,8 @@ export class RedisWalBackend implements WalBackend {
    * unknown) if the connection drops before its reply: with `autoResendUnfulfilledCommands: false`
    * ioredis 6.0.0 would leave it pending for ever (redis/ioredis#2193).
    */
-  track<T>(p: Promise<T>): Promise<T> {
-    return this.commands.track(p);
+  track<T>(send: () => Promise<T>): Promise<T> {
+    return this.commands.track(send);
   }
 
   /** @internal */
@@ -191,7 +191,7 @@ export class RedisWalBackend implements WalBackend {
     let released = false;
     return {
       connection,
-      track: (p) => loss.track(p),
+      track: (send) => loss.track(send),
       release: () => {
         if (released) return;
         released = true;
@@ -206,7 +206,7 @@ export class RedisWalBackend implements WalBackend {
     const termKey = this.keys.term(info.name);
     let reply: unknown;
     try {
-      reply = await this.track(this.scripts.run('open', [termKey], [info.term]));
+      reply = await this.track(() => this.scripts.run('open', [termKey], [info.term]));
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       throw new StreamingError(ErrorCode.INNER, `redis wal: opening pchannel ${info.name} failed: ${message}`, {
@@ -216,7 +216,7 @@ export class RedisWalBackend implements WalBackend {
     }
     const code = errorCodeOf(reply);
     if (code !== undefined) {
-      const current = await this.track(this.client.hget(termKey, 'term')).catch(() => null);
+      const current = await this.track(() => this.client.hget(termKey, 'term')).catch(() => null);
       throw walScriptError(code, {
         script: 'open',
         pchannel: info.name,

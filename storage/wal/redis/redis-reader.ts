@@ -32,8 +32,8 @@ export interface ReadStart {
 /** A dedicated connection held by one tail reader. */
 export interface TailConnection {
   readonly connection: Redis;
-  /** A command on `connection`, rejected (connection lost) if the connection drops before its reply. */
-  track<T>(p: Promise<T>): Promise<T>;
+  /** Sends a command on `connection`; rejected (connection lost) if the connection drops before its reply. */
+  track<T>(send: () => Promise<T>): Promise<T>;
   /** Disconnects and frees the reader slot. Idempotent. */
   release(): void;
 }
@@ -44,8 +44,8 @@ export interface ReaderContext {
   readonly streamKey: string;
   /** The shared command connection (catch-up reads). */
   readonly client: Redis;
-  /** A command on `client`, rejected (connection lost) if the connection drops before its reply. */
-  track<T>(p: Promise<T>): Promise<T>;
+  /** Sends a command on `client`; rejected (connection lost) if the connection drops before its reply. */
+  track<T>(send: () => Promise<T>): Promise<T>;
   readonly readChunk: number;
   readonly tailBlockMs: number;
   /** A new dedicated connection; throws RESOURCE_EXHAUSTED when the backend's reader cap is reached. */
@@ -121,7 +121,7 @@ export class RedisReader {
             const after = position.kind === 'after' ? position.streamId : predecessorStreamId(position.streamId);
             const tail = this.tail;
             const reply = await this.untilStop(
-              tail.track(
+              tail.track(() =>
                 tail.connection.callBuffer(
                   'xread', // lower case: ioredis' reply transformer then gives the same shape under RESP2 and RESP3
                   'COUNT',
@@ -165,7 +165,7 @@ export class RedisReader {
 
   private xrange(position: ReadPosition): Promise<unknown> {
     const from = position.kind === 'from' ? position.streamId : `(${position.streamId}`;
-    const reply = this.ctx.track(this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>);
+    const reply = this.ctx.track(() => this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>);
     reply.catch(() => undefined); // a read-ahead the reader stops before using must not be an unhandled rejection
     return reply;
   }

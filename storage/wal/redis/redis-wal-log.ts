@@ -20,8 +20,8 @@ export interface LogOwner {
   readonly scripts: ScriptRunner<WalScriptName>;
   readonly opts: ResolvedRedisWalOptions;
   readonly closed: boolean;
-  /** A command on `client`, rejected (retriable, outcome unknown) if the connection drops before its reply. */
-  track<T>(p: Promise<T>): Promise<T>;
+  /** Sends a command on `client`; rejected (retriable, outcome unknown) if the connection drops before its reply. */
+  track<T>(send: () => Promise<T>): Promise<T>;
   openTailConnection(): TailConnection;
   forget(log: RedisWalLog): void;
 }
@@ -48,7 +48,7 @@ export class RedisWalLog implements WalLog {
       pchannel: channel.name,
       streamKey: this.streamKey,
       client: owner.client,
-      track: (p) => owner.track(p),
+      track: (send) => owner.track(send),
       readChunk: owner.opts.readChunk,
       tailBlockMs: owner.opts.tailBlockMs,
       openTailConnection: () => owner.openTailConnection(),
@@ -71,10 +71,10 @@ export class RedisWalLog implements WalLog {
     }
     // Copied: the caller may reuse its buffers as soon as append() returns.
     const args = records.map((r) => Buffer.from(r));
-    const reply = this.owner.track(this.owner.scripts.run('append', [this.termKey, this.streamKey], [this.channel.term, this.epoch!, ...args]));
+    const reply = this.owner.track(() => this.owner.scripts.run('append', [this.termKey, this.streamKey], [this.channel.term, this.epoch!, ...args]));
     // Sent in the same tick, so it is pipelined right behind the script on the same connection.
     const wait = this.owner.opts.waitForReplicas;
-    const acked = wait ? this.owner.track(this.owner.client.wait(wait.replicas, wait.timeoutMs) as Promise<number>) : undefined;
+    const acked = wait ? this.owner.track(() => this.owner.client.wait(wait.replicas, wait.timeoutMs) as Promise<number>) : undefined;
     acked?.catch(() => undefined);
     const done = this.finishAppend(reply, acked, records.length);
     this.inFlight.add(done);
@@ -96,7 +96,7 @@ export class RedisWalLog implements WalLog {
     this.checkWritable('truncate');
     const minId = toStreamId(upTo);
     const reply = await this.redis('truncate', () =>
-      this.owner.track(this.owner.scripts.run('truncate', [this.termKey, this.streamKey], [this.channel.term, this.epoch!, minId])),
+      this.owner.track(() => this.owner.scripts.run('truncate', [this.termKey, this.streamKey], [this.channel.term, this.epoch!, minId])),
     );
     const code = errorCodeOf(reply);
     if (code !== undefined) throw await this.fenced('truncate', code);
@@ -105,7 +105,7 @@ export class RedisWalLog implements WalLog {
 
   async oldestId(): Promise<MessageId | undefined> {
     if (this.owner.closed) throw onShutdown(this.channel.name);
-    const reply = await this.redis('oldestId', () => this.owner.track(this.owner.client.xrange(this.streamKey, '-', '+', 'COUNT', 1)));
+    const reply = await this.redis('oldestId', () => this.owner.track(() => this.owner.client.xrange(this.streamKey, '-', '+', 'COUNT', 1)));
     const first = reply[0];
     return first ? toMessageId(first[0]) : undefined;
   }
@@ -167,7 +167,7 @@ export class RedisWalLog implements WalLog {
           return Promise.resolve({ position: { kind: 'after', streamId: toStreamId(policy.id) }, tailOnly: false });
         case 'latest': {
           if (this.closed || this.owner.closed) return Promise.resolve({ position: { kind: 'after', streamId: MIN_STREAM_ID }, tailOnly: true });
-          const last = this.owner.track(this.owner.client.xrevrange(this.streamKey, '+', '-', 'COUNT', 1));
+          const last = this.owner.track(() => this.owner.client.xrevrange(this.streamKey, '+', '-', 'COUNT', 1));
           return this.redis('read (latest)', () => last).then((r) => ({
             position: { kind: 'after', streamId: r[0]?.[0] ?? MIN_STREAM_ID },
             tailOnly: true,
@@ -190,7 +190,7 @@ export class RedisWalLog implements WalLog {
 
   /** The fencing error of a refused script, with the current term read right after the refusal. */
   private async fenced(script: string, code: number): Promise<StreamingError> {
-    const current = await this.owner.track(this.owner.client.hget(this.termKey, 'term')).catch(() => null);
+    const current = await this.owner.track(() => this.owner.client.hget(this.termKey, 'term')).catch(() => null);
     return walScriptError(code, {
       script,
       pchannel: this.channel.name,
