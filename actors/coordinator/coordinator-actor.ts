@@ -66,6 +66,8 @@ export interface CoordinatorDeps {
 }
 
 const COLLECTION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+/** Longest the coordinator waits for a former holder to let a pchannel go. */
+const REMOVE_TIMEOUT_MS = 3_000;
 /** A pchannel that just moved is not moved again by rebalancing for this long. */
 const REBALANCE_SETTLE_MS = 60_000;
 const VERSION_EPOCH = 1_000_000;
@@ -319,7 +321,8 @@ class CoordinatorCore {
       formerHolders(meta).map(async (h) => {
         if (!this.live.has(h.node)) return;
         try {
-          await this.deps.nodes.remove(h.node, pchannel, h.term, this.opts.operationTimeoutMs);
+          // A holder that does not answer soon is dead or paused: the term bump already fences it.
+          await this.deps.nodes.remove(h.node, pchannel, h.term, Math.min(this.opts.operationTimeoutMs, REMOVE_TIMEOUT_MS));
         } catch (e) {
           this.logger.warn('former holder did not remove the pchannel', { pchannel, node: h.node, term: h.term, error: toStreamingError(e).message });
         }
