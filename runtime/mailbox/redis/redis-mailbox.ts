@@ -10,7 +10,8 @@ import { createLogger, type Logger } from '../../logger';
 import { mailboxOptions, type MailboxOptions } from '../mailbox';
 import { WireMailbox } from '../wire-mailbox';
 import { DEFAULT_MAILBOX_PREFIX, MailboxKeys } from './keys';
-import { RedisWire, connectOrExplain } from './redis-wire';
+import { RedisWire } from './redis-wire';
+import { connectOrExplain } from '../../../storage/redis/connect';
 
 export interface RedisMailboxOptions extends Partial<MailboxOptions> {
   /**

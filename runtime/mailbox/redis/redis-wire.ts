@@ -26,10 +26,10 @@
  *   re-acknowledging those whose XACK failed — so nothing it was handed is lost or run twice.
  */
 import { randomBytes } from 'node:crypto';
+import { connectOrExplain } from '../../../storage/redis/connect';
 import type { Redis, RedisOptions } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
 import type { Clock, TimerHandle } from '../../clock';
-import { ErrorCode, StreamingError } from '../../errors';
 import type { Logger } from '../../logger';
 import { ConnectionLoss } from '../../redis/connection-loss';
 import { ReplyKind, replyFields } from '../envelope';
@@ -344,32 +344,6 @@ export class RedisWire implements MailboxWire {
   }
 }
 
-/**
- * `connect()` that rejects with a clear, retriable INNER error when Redis does not answer (the
- * pattern of storage/meta/redis/redis-meta-store.ts). The first attempt does not retry (the caller
- * decides); afterwards the configured retry strategy applies to reconnects. A failed first attempt
- * ends the client with status "end": `disconnect()` then would leave ioredis's 2 s disconnect timer
- * on an already-closed socket (and keep the process alive).
- */
-export async function connectOrExplain(client: Redis, timeoutMs: number): Promise<void> {
-  const { host, port } = client.options;
-  const retryStrategy = client.options.retryStrategy;
-  client.options.retryStrategy = () => null;
-  try {
-    await client.connect();
-    await client.ping();
-  } catch (e) {
-    if (client.status !== 'end') client.disconnect();
-    const message = e instanceof Error ? e.message : String(e);
-    throw new StreamingError(
-      ErrorCode.INNER,
-      `cannot connect to Redis at ${host ?? '?'}:${port ?? '?'} (timeout ${timeoutMs} ms): ${message}. Is redis-server running there?`,
-      { cause: e, details: { host, port } },
-    );
-  } finally {
-    client.options.retryStrategy = retryStrategy;
-  }
-}
 
 /** Removes the sequence tag from an entry's fields and parses it (undefined: untagged or malformed). */
 function takeTag(e: WireEntry): { producer: string; seq: number } | undefined {
