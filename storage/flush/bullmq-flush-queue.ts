@@ -1,7 +1,8 @@
 /**
  * Flush jobs over BullMQ (cluster mode): the owner of a pchannel queues the jobs of its sealed
- * segments; any process running a BullMqFlushRunner takes them. Job id = pchannel + segment id, so
- * a resubmitted job (after a restart or a move) is not queued twice. Retriable failures are retried
+ * segments; any process running a BullMqFlushRunner takes them. Job id = pchannel + segment id +
+ * owner term, so a resubmitted job is not queued twice while a new owner's job is never blocked by
+ * its fenced predecessor. Retriable failures are retried
  * with exponential backoff; a fenced job (the pchannel moved) fails at once without retries — the
  * new owner resubmits the segment at its term.
  */
@@ -23,8 +24,12 @@ export interface BullMqFlushOptions {
   backoffMs?: number;
 }
 
-export function flushJobId(job: Pick<FlushJob, 'pchannel' | 'segmentId'>): string {
-  return `${job.pchannel}-${job.segmentId}`;
+/**
+ * One job per segment and owner term: a resubmission by the same owner is deduplicated, while the
+ * next owner's job for a segment whose old job failed as fenced is a new job.
+ */
+export function flushJobId(job: Pick<FlushJob, 'pchannel' | 'segmentId' | 'term'>): string {
+  return `${job.pchannel}-${job.segmentId}-t${job.term}`;
 }
 
 export class BullMqFlushQueue implements FlushQueue {

@@ -77,11 +77,14 @@ describe('flush queues', () => {
     const runner = new BullMqFlushRunner(worker, { connection, prefix });
     try {
       await exercise(q, worker);
-      await eventually(async () => (await q.bullQueue.getJobState('p0-3')) === 'failed', 10_000, 'fenced job failed');
-      const fenced = await q.bullQueue.getJob('p0-3');
+      await eventually(async () => (await q.bullQueue.getJobState('p0-3-t1')) === 'failed', 10_000, 'fenced job failed');
+      const fenced = await q.bullQueue.getJob('p0-3-t1');
       expect(fenced?.attemptsMade).toBe(1);
-      expect(await q.bullQueue.getJobState('p0-1')).toBe('completed');
+      expect(await q.bullQueue.getJobState('p0-1-t1')).toBe('completed');
       expect(worker.calls.get(3)).toBe(1);
+      // The next owner (term 2) flushes the segment whose term-1 job failed as fenced.
+      await q.submit({ ...job(3), term: 2 });
+      await eventually(async () => (await q.bullQueue.getJobState('p0-3-t2')) !== 'unknown' && worker.calls.get(3) === 2, 10_000, 'new owner job ran');
     } finally {
       await runner.close();
       await q.bullQueue.obliterate({ force: true }).catch(() => undefined);
