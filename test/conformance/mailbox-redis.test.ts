@@ -4,67 +4,37 @@
  * a clear error when Redis does not answer. Every test uses its own key prefix and deletes it afterwards.
  * No Redis → these tests FAIL (they never skip): start one with `redis-server --port 6379`.
  */
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { ErrorCode } from '../../runtime/errors';
 import { MAILBOX_GROUP, MailboxKeys } from '../../runtime/mailbox/redis/keys';
 import { RedisMailbox } from '../../runtime/mailbox/redis/redis-mailbox';
 import type { MailboxOptions } from '../../runtime/mailbox/mailbox';
 import { describeMailboxConformance, eventually } from './mailbox.suite';
+import { TEST_REDIS, connectTestRedis, deleteKeys, scanKeys } from '../support/test-redis';
+import { freePort } from '../support/cluster-harness';
 
-const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-const REDIS = { host: url.hostname, port: Number(url.port || 6379) };
+const REDIS = TEST_REDIS;
 const RUN = `walstream-test-mailbox-${process.pid}-${Date.now().toString(36)}`;
 let seq = 0;
 let admin: Redis;
 let nodeMaxEntries = 100;
 
 beforeAll(async () => {
-  admin = new Redis({ ...REDIS, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  admin.on('error', () => undefined);
-  try {
-    await admin.connect();
-    await admin.ping();
-  } catch (e) {
-    throw new Error(
-      `Redis is not answering on ${REDIS.host}:${REDIS.port} (${String(e)}). The Redis mailbox tests need it: ` +
-        `start one with \`redis-server --port ${REDIS.port}\` (or set REDIS_URL). These tests do not skip.`,
-    );
-  }
+  admin = await connectTestRedis('The Redis mailbox tests');
   const cfg = (await admin.config('GET', 'stream-node-max-entries')) as string[];
   nodeMaxEntries = Number(cfg[1] ?? 100) || 100;
 });
 
 afterAll(async () => {
   if (admin?.status === 'ready') {
-    await deleteByPattern(`${RUN}*`);
+    await deleteKeys(admin, `${RUN}*`);
     await admin.quit();
   } else {
     admin?.disconnect();
   }
 });
 
-async function deleteByPattern(pattern: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) deleted += await admin.del(...keys);
-  } while (cursor !== '0');
-  return deleted;
-}
 
-async function scanAll(pattern: string): Promise<string[]> {
-  const out: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    out.push(...keys);
-  } while (cursor !== '0');
-  return out;
-}
 
 function nextPrefix(): string {
   return `${RUN}-${++seq}`;
@@ -94,7 +64,7 @@ describeMailboxConformance('redis', async () => {
     },
     trimSlack: nodeMaxEntries,
     cleanup: async () => {
-      await deleteByPattern(`${prefix}:*`);
+      await deleteKeys(admin, `${prefix}:*`);
     },
   };
 });
@@ -109,7 +79,7 @@ describe('RedisMailbox specifics', () => {
       await server.serve('node.n1', { nodeStatus: async () => ({ nodeId: 'n1', wals: [] }) });
       await expect(client.request('coordinator', { type: 'getAssignment' }, { timeoutMs: 5000 })).resolves.toEqual({ version: 7, nodes: ['n1'], channels: [{ name: 'dml_0', term: 2, node: 'n1', state: 'ASSIGNED' }] });
       await expect(client.request('node.n1', { type: 'nodeStatus' }, { timeoutMs: 5000 })).resolves.toEqual({ nodeId: 'n1', wals: [] });
-      const keys = await scanAll(`${prefix}*`);
+      const keys = await scanKeys(admin, `${prefix}*`);
       expect(keys.sort()).toEqual([`${prefix}:mailbox:coordinator`, `${prefix}:mailbox:node.n1`, `${prefix}:mailbox:reply:client-1`].sort());
       expect(await admin.type(`${prefix}:mailbox:coordinator`)).toBe('stream');
       const groups = (await admin.xinfo('GROUPS', `${prefix}:mailbox:coordinator`)) as unknown[][];
@@ -123,7 +93,7 @@ describe('RedisMailbox specifics', () => {
     } finally {
       await client.close();
       await server.close();
-      await deleteByPattern(`${prefix}*`);
+      await deleteKeys(admin, `${prefix}*`);
     }
   });
 
@@ -148,7 +118,7 @@ describe('RedisMailbox specifics', () => {
     } finally {
       await client.close();
       await server.close();
-      await deleteByPattern(`${prefix}*`);
+      await deleteKeys(admin, `${prefix}*`);
     }
   });
 
@@ -164,14 +134,3 @@ describe('RedisMailbox specifics', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -4,53 +4,33 @@
  * error when Redis does not answer. Every test uses its own key prefix and deletes it afterwards.
  * No Redis → these tests FAIL (they never skip): start one with `redis-server --port 6379`.
  */
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { ErrorCode } from '../../runtime/errors';
 import { pchannelKey } from '../../storage/meta/meta-store';
 import { RedisMetaStore } from '../../storage/meta/redis/redis-meta-store';
 import { describeMetaStoreConformance, eventually, Recorder } from './meta-store.suite';
+import { TEST_REDIS, connectTestRedis, deleteKeys, scanKeys } from '../support/test-redis';
+import { freePort } from '../support/cluster-harness';
 
-const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-const REDIS = { host: url.hostname, port: Number(url.port || 6379) };
+const REDIS = TEST_REDIS;
 const RUN = `walstream-test:meta:${process.pid}-${Date.now().toString(36)}`;
 let seq = 0;
 
 let admin: Redis;
 
 beforeAll(async () => {
-  admin = new Redis({ ...REDIS, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  admin.on('error', () => undefined);
-  try {
-    await admin.connect();
-    await admin.ping();
-  } catch (e) {
-    throw new Error(
-      `Redis is not answering on ${REDIS.host}:${REDIS.port} (${String(e)}). The Redis MetaStore tests need it: ` +
-        `start one with \`redis-server --port ${REDIS.port}\` (or set REDIS_URL). These tests do not skip.`,
-    );
-  }
+  admin = await connectTestRedis('The Redis MetaStore tests');
 });
 
 afterAll(async () => {
   if (admin.status === 'ready') {
-    await deleteByPattern(`${RUN}:*`);
+    await deleteKeys(admin, `${RUN}:*`);
     await admin.quit();
   } else if (admin.status !== 'end') {
     admin.disconnect();
   }
 });
 
-async function deleteByPattern(pattern: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) deleted += await admin.del(...keys);
-  } while (cursor !== '0');
-  return deleted;
-}
 
 function nextPrefix(): string {
   return `${RUN}:${++seq}:`;
@@ -71,7 +51,7 @@ describeMetaStoreConformance('redis', async () => {
     passTime: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     settleMs: 5000,
     cleanup: async () => {
-      await deleteByPattern(`${prefix}*`);
+      await deleteKeys(admin, `${prefix}*`);
     },
   };
 });
@@ -97,7 +77,7 @@ describe('RedisMetaStore specifics', () => {
       await store.bumpVersion('assignment');
       await store.campaign('coord', 'c', 10_000);
 
-      const keys = await scanAll(`${prefix}*`);
+      const keys = await scanKeys(admin, `${prefix}*`);
       expect(keys.sort()).toEqual(
         [
           `${prefix}{m}:counter:segment`,
@@ -124,7 +104,7 @@ describe('RedisMetaStore specifics', () => {
       expect(await admin.pttl(`${prefix}{m}:kv:nodes/1`)).toBeGreaterThan(0);
     } finally {
       await store.close();
-      await deleteByPattern(`${prefix}*`);
+      await deleteKeys(admin, `${prefix}*`);
     }
   });
 
@@ -156,7 +136,7 @@ describe('RedisMetaStore specifics', () => {
       expect(rec.changes().at(-1)).toEqual({ type: 'put', key: 'r/2', value: 'b', version: v2 });
     } finally {
       await store.close();
-      await deleteByPattern(`${prefix}*`);
+      await deleteKeys(admin, `${prefix}*`);
     }
   });
 
@@ -166,25 +146,4 @@ describe('RedisMetaStore specifics', () => {
   });
 });
 
-async function scanAll(pattern: string): Promise<string[]> {
-  const out: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    out.push(...keys);
-  } while (cursor !== '0');
-  return out;
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -3,7 +3,6 @@
  * problem), the client commands and `demo` against an in-process standalone server behind the
  * HTTP gateway (exit status, summary, progress output).
  */
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -18,6 +17,7 @@ import { runDemo, type DemoSummary } from '../../runtime/cli/demo';
 import type { WalstreamClient } from '../../runtime/client/api';
 import { StandaloneServer } from '../../runtime/server/standalone';
 import { startHttpServer, type HttpServer } from '../../runtime/server/http';
+import { freePort } from '../support/cluster-harness';
 
 jest.setTimeout(120_000);
 
@@ -313,14 +313,3 @@ describe('against a server', () => {
     expect(again.err).toContain('already exists');
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}

@@ -28,8 +28,10 @@ import {
   toMessageId,
   toStreamId,
 } from '../../storage/wal/redis/stream-id';
+import { TEST_REDIS_URL, connectTestRedis, deleteKeys } from '../support/test-redis';
+import { freePort } from '../support/cluster-harness';
 
-const REDIS_URL = process.env.WALSTREAM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const REDIS_URL = TEST_REDIS_URL;
 const RUN = `${process.pid}-${randomBytes(4).toString('hex')}`;
 const U64_MAX = (1n << 64n) - 1n;
 const encoder = new TextEncoder();
@@ -144,7 +146,7 @@ describe('redis wal backend on a live Redis', () => {
   const prefixesUsed: string[] = [];
 
   beforeAll(async () => {
-    admin = await testRedis(REDIS_URL);
+    admin = await connectTestRedis('The Redis WAL backend tests', REDIS_URL);
   });
 
   afterEach(async () => {
@@ -516,8 +518,8 @@ describe('redis wal backend with waitForReplicas (a primary and a replica starte
   it('acknowledges once the replica has the batch, and rejects (records on the primary) when too few replicas answer', async () => {
     const primary = await server(['--repl-diskless-sync-delay', '0']);
     const replica = await server(['--replicaof', '127.0.0.1', String(primary.port)]);
-    const admin = await testRedis(`redis://127.0.0.1:${primary.port}`);
-    const onReplica = await testRedis(`redis://127.0.0.1:${replica.port}`);
+    const admin = await connectTestRedis('The Redis WAL backend tests', `redis://127.0.0.1:${primary.port}`);
+    const onReplica = await connectTestRedis('The Redis WAL backend tests', `redis://127.0.0.1:${replica.port}`);
     const backend = await RedisWalBackend.connect({
       redis: `redis://127.0.0.1:${primary.port}`,
       keyPrefix: 'wait:',
@@ -561,30 +563,7 @@ function newPrefix(): string {
   return `walstream-test:wal-unit:${RUN}:${prefixes++}:`;
 }
 
-async function testRedis(url: string): Promise<Redis> {
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.ping();
-    return client;
-  } catch (e) {
-    client.disconnect();
-    throw new Error(
-      `Redis is not reachable at ${url} (${e instanceof Error ? e.message : String(e)}). ` +
-        `The Redis WAL backend tests need a Redis >= 6.2: start redis-server there or set WALSTREAM_TEST_REDIS_URL.`,
-    );
-  }
-}
 
-async function deleteKeys(client: Redis, pattern: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
 
 /** Reads exactly `n` entries (then stops the reader), within 10 s. */
 async function readN(iterable: AsyncIterable<LogEntry>, n: number): Promise<LogEntry[]> {
@@ -618,16 +597,6 @@ async function tailClientsOnServer(admin: Redis, name: string): Promise<number> 
   return list.split('\n').filter((line) => line.includes(` name=${name} `)).length;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface MonitorLine {
   /** Command name and arguments, unescaped (binary bytes as latin1 characters). */
