@@ -62,34 +62,30 @@ export class WatchHub {
     this.connectedOnce = true;
   }
 
-  async addPattern(pattern: string, handler: PatternHandler): Promise<() => Promise<void>> {
-    let s = this.patterns.get(pattern);
-    if (!s) {
-      s = { handlers: new Set(), ready: this.sub.psubscribe(pattern).then(() => undefined) };
-      this.patterns.set(pattern, s);
-    }
-    const subscription = s;
-    subscription.handlers.add(handler);
-    try {
-      await subscription.ready;
-    } catch (e) {
-      subscription.handlers.delete(handler);
-      if (subscription.handlers.size === 0 && this.patterns.get(pattern) === subscription) this.patterns.delete(pattern);
-      throw e;
-    }
-    return async () => {
-      if (!subscription.handlers.delete(handler) || subscription.handlers.size > 0) return;
-      if (this.patterns.get(pattern) !== subscription) return;
-      this.patterns.delete(pattern);
-      if (!this.closed) await this.sub.punsubscribe(pattern).catch((e: unknown) => this.log.debug('punsubscribe failed', { error: String(e) }));
-    };
+  addPattern(pattern: string, handler: PatternHandler): Promise<() => Promise<void>> {
+    return this.add(this.patterns, pattern, handler, () => this.sub.psubscribe(pattern), () => this.sub.punsubscribe(pattern), 'punsubscribe');
   }
 
-  async addChannel(channel: string, handler: ChannelHandler): Promise<() => Promise<void>> {
-    let s = this.channels.get(channel);
+  addChannel(channel: string, handler: ChannelHandler): Promise<() => Promise<void>> {
+    return this.add(this.channels, channel, handler, () => this.sub.subscribe(channel), () => this.sub.unsubscribe(channel), 'unsubscribe');
+  }
+
+  /**
+   * Adds a handler to the subscription of `name` (subscribing on first use); the returned function
+   * removes it (unsubscribing with the last handler). A failed subscribe removes the handler again.
+   */
+  private async add<H>(
+    subs: Map<string, Subscription<H>>,
+    name: string,
+    handler: H,
+    subscribe: () => Promise<unknown>,
+    unsubscribe: () => Promise<unknown>,
+    what: string,
+  ): Promise<() => Promise<void>> {
+    let s = subs.get(name);
     if (!s) {
-      s = { handlers: new Set(), ready: this.sub.subscribe(channel).then(() => undefined) };
-      this.channels.set(channel, s);
+      s = { handlers: new Set(), ready: subscribe().then(() => undefined) };
+      subs.set(name, s);
     }
     const subscription = s;
     subscription.handlers.add(handler);
@@ -97,14 +93,14 @@ export class WatchHub {
       await subscription.ready;
     } catch (e) {
       subscription.handlers.delete(handler);
-      if (subscription.handlers.size === 0 && this.channels.get(channel) === subscription) this.channels.delete(channel);
+      if (subscription.handlers.size === 0 && subs.get(name) === subscription) subs.delete(name);
       throw e;
     }
     return async () => {
       if (!subscription.handlers.delete(handler) || subscription.handlers.size > 0) return;
-      if (this.channels.get(channel) !== subscription) return;
-      this.channels.delete(channel);
-      if (!this.closed) await this.sub.unsubscribe(channel).catch((e: unknown) => this.log.debug('unsubscribe failed', { error: String(e) }));
+      if (subs.get(name) !== subscription) return;
+      subs.delete(name);
+      if (!this.closed) await unsubscribe().catch((e: unknown) => this.log.debug(`${what} failed`, { error: String(e) }));
     };
   }
 
