@@ -160,14 +160,6 @@ async function tailRun(dir: string, messages: number, readers: number): Promise<
   return { rate, bare };
 }
 
-/** One timed run with 64 appenders, for profiling (node --cpu-prof). */
-export async function runWalAppendProfile(): Promise<void> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-prof-'));
-  const w = await walRun(dir, 'interval', 64, 3000);
-  console.log(w);
-  await fs.rm(dir, { recursive: true, force: true });
-}
-
 export async function runWalAppendBench(): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-bench-'));
   const duration = Number(process.env.BENCH_DURATION_MS ?? 3000);

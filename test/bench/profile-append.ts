@@ -1,2 +1,0 @@
-import { runWalAppendProfile } from './wal-append.bench';
-void runWalAppendProfile();
