@@ -28,9 +28,8 @@ export interface ReplayProgress {
 
 export interface Recovered {
   state: RecoveryState;
-  /** Messages replayed (above the checkpoint), in order: the WAL rebuilds its own windows from them. */
+  /** Messages replayed into the state (those above the checkpoint). */
   replayed: number;
-  /** Called for every replayed message (the WAL rebuilds its idempotency window and segment stats). */
 }
 
 const HEX16 = /^[0-9a-f]{16}$/;
