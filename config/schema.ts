@@ -295,6 +295,7 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
         },
         groupCommitMaxMessages: { kind: 'int', min: 1, unit: COUNT, default: W.groupCommitMaxMessages, doc: 'Most messages written by one group commit.' },
         groupCommitMaxBytes: { kind: 'int', min: 1, unit: BYTES, default: W.groupCommitMaxBytes, doc: 'Most bytes written by one group commit (a single larger message is still written alone).' },
+        maxInFlightWrites: { kind: 'int', min: 1, max: 16, unit: COUNT, default: W.maxInFlightWrites, doc: 'Group commits handed to the backend at once (the backend keeps their order); 2 lets encoding overlap the previous write.' },
         groupCommitDelayMs: { kind: 'int', min: 0, unit: MS, default: W.groupCommitDelayMs, doc: 'Extra wait before a group commit starts, to gather more appends (0: gather only what queued meanwhile).' },
         timetickIntervalMs: { kind: 'int', min: 1, unit: MS, default: W.timetickIntervalMs, doc: 'TimeTick cadence: persisted when something was written since the last one, else an idle tick for readers.' },
         writeAheadBuffer: {

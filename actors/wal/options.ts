@@ -4,6 +4,11 @@ export interface WalOptions {
   groupCommitMaxMessages: number;
   /** Most bytes written by one group commit. Default 4 MiB. */
   groupCommitMaxBytes: number;
+  /**
+   * Group commits handed to the backend at once (it keeps their call order). Above 1, appends are
+   * encoded while the previous group is written. Default 2.
+   */
+  maxInFlightWrites: number;
   /** Extra wait before a group commit starts, to gather more appends. Default 0 ms (gather only what queued meanwhile). */
   groupCommitDelayMs: number;
   /** TimeTick cadence: persisted when something was written since the last one, else an idle tick for readers. Default 200 ms. */
@@ -32,6 +37,7 @@ export interface WalOptions {
 export const DEFAULT_WAL_OPTIONS: WalOptions = {
   groupCommitMaxMessages: 1024,
   groupCommitMaxBytes: 4 * 1024 * 1024,
+  maxInFlightWrites: 2,
   groupCommitDelayMs: 0,
   timetickIntervalMs: 200,
   writeAheadBuffer: { capacityBytes: 64 * 1024 * 1024, keepaliveMs: 30_000 },

@@ -74,6 +74,16 @@ interface PipeEntry {
   reject: (e: unknown) => void;
 }
 
+/** One group commit handed to the backend, and its outcome once known (applied in batch order). */
+interface InFlightWrite {
+  batch: number;
+  entries: PipeEntry[];
+  outcome?: { ids: MessageId[] } | { error: StreamingError };
+}
+
+/** A group commit is split in two only when each half would carry at least this many appends. */
+const MIN_SPLIT_GROUP = 8;
+
 type WalState = WalStatus['state'];
 
 export class WalCore {
@@ -96,7 +106,8 @@ export class WalCore {
   /** Appends inside the chain (waiting for a lock, the TSO or their write). */
   private appending = 0;
   private pending: PipeEntry[] = [];
-  private inFlight: { batch: number; entries: PipeEntry[] } | undefined;
+  /** Group commits handed to the backend, oldest first; completed strictly in this order. */
+  private inFlight: InFlightWrite[] = [];
   private batchSeq = 0;
   private writeScheduled = false;
 
@@ -309,11 +320,11 @@ export class WalCore {
         return this.onOpenFailed(msg.error);
       case 'startWrite':
         this.writeScheduled = false;
-        return this.startWrite();
+        return this.startWrite(true);
       case 'appendPersisted':
-        return this.onPersisted(msg.batch, msg.ids);
+        return this.onWriteDone(msg.batch, { ids: msg.ids });
       case 'appendFailed':
-        return this.onWriteFailed(msg.batch, msg.error);
+        return this.onWriteDone(msg.batch, { error: msg.error });
       case 'tick':
         return this.onTick();
       case 'closeDeadline':
@@ -418,7 +429,7 @@ export class WalCore {
   }
 
   private scheduleWrite(): void {
-    if (this.inFlight || this.writeScheduled || this.pending.length === 0) return;
+    if (this.inFlight.length >= this.deps.options.maxInFlightWrites || this.writeScheduled || this.pending.length === 0) return;
     this.writeScheduled = true;
     const delay = this.deps.options.groupCommitDelayMs;
     if (delay > 0) this.deps.clock.setTimeout(() => dispatch(this.self, { type: 'startWrite' }), delay);
@@ -426,34 +437,71 @@ export class WalCore {
     else dispatch(this.self, { type: 'startWrite' });
   }
 
-  private startWrite(): void {
-    if (this.inFlight || this.pending.length === 0 || !this.log) return;
-    const { groupCommitMaxMessages, groupCommitMaxBytes } = this.deps.options;
-    let n = 0;
-    let bytes = 0;
-    while (n < this.pending.length && n < groupCommitMaxMessages) {
-      const b = this.pending[n]!.bytes.length;
-      if (n > 0 && bytes + b > groupCommitMaxBytes) break;
-      bytes += b;
-      n++;
+  /**
+   * Hands group commits to the backend while fewer than `maxInFlightWrites` are outstanding. The
+   * backend keeps call order, so ids still follow timetick order; completions are applied in batch
+   * order. When a burst of appends finds the pipe empty (`split`), it is written as two groups: the
+   * appenders of the first are answered (and come back with their next appends) while the second
+   * is written, so encoding and I/O overlap instead of taking turns. A completion hands the next
+   * group on whole, so that such waves of appenders keep their size.
+   */
+  private startWrite(split: boolean): void {
+    if (!this.log) return;
+    const { groupCommitMaxMessages, groupCommitMaxBytes, maxInFlightWrites } = this.deps.options;
+    while (this.pending.length > 0 && this.inFlight.length < maxInFlightWrites) {
+      const free = maxInFlightWrites - this.inFlight.length;
+      let limit = groupCommitMaxMessages;
+      if (split && this.inFlight.length === 0 && free > 1 && this.pending.length >= 2 * MIN_SPLIT_GROUP) limit = Math.min(limit, Math.ceil(this.pending.length / 2));
+      let n = 0;
+      let bytes = 0;
+      while (n < this.pending.length && n < limit) {
+        const b = this.pending[n]!.bytes.length;
+        if (n > 0 && bytes + b > groupCommitMaxBytes) break;
+        bytes += b;
+        n++;
+      }
+      const entries = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+      this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+      const batch = ++this.batchSeq;
+      this.inFlight.push({ batch, entries });
+      const records = new Array<Uint8Array>(entries.length);
+      for (let i = 0; i < entries.length; i++) records[i] = entries[i]!.bytes;
+      this.log.append(records).then(
+        (ids) => dispatch(this.self, { type: 'appendPersisted', batch, ids }),
+        (e) => dispatch(this.self, { type: 'appendFailed', batch, error: toStreamingError(e) }),
+      );
     }
-    const entries = n === this.pending.length ? this.pending : this.pending.slice(0, n);
-    this.pending = n === this.pending.length ? [] : this.pending.slice(n);
-    const batch = ++this.batchSeq;
-    this.inFlight = { batch, entries };
-    this.log.append(entries.map((e) => e.bytes)).then(
-      (ids) => dispatch(this.self, { type: 'appendPersisted', batch, ids }),
-      (e) => dispatch(this.self, { type: 'appendFailed', batch, error: toStreamingError(e) }),
-    );
   }
 
-  private onPersisted(batch: number, ids: MessageId[]): void {
-    const f = this.inFlight;
-    if (!f || f.batch !== batch) return;
-    this.inFlight = undefined;
-    const written: LogMessage[] = new Array<LogMessage>(f.entries.length);
-    for (let i = 0; i < f.entries.length; i++) {
-      const e = f.entries[i]!;
+  /** Records the outcome of a group commit and applies every completed one at the head, in order. */
+  private onWriteDone(batch: number, outcome: NonNullable<InFlightWrite['outcome']>): void {
+    const w = this.inFlight.find((f) => f.batch === batch);
+    if (!w || w.outcome) return;
+    w.outcome = outcome;
+    while (this.inFlight.length > 0 && this.inFlight[0]!.outcome) {
+      const head = this.inFlight.shift()!;
+      const o = head.outcome!;
+      if ('error' in o) return this.onWriteFailed(head, o.error);
+      if (!this.applyPersisted(head.entries, o.ids)) return;
+    }
+    if (this.state === 'closing') {
+      this.maybeFinishClose();
+      if (this.pending.length > 0) this.startWrite(false);
+      return;
+    }
+    if (this.state === 'open') this.startWrite(false);
+  }
+
+  /** Publishes a durable group: ids, write-ahead buffer, recovery storage, answers. False if the backend broke id order. */
+  private applyPersisted(entries: PipeEntry[], ids: MessageId[]): boolean {
+    if (ids.length !== entries.length || (ids.length > 0 && ids[0]! <= this.lastPersistedId)) {
+      const error = new StreamingError(ErrorCode.INNER, `backend of pchannel ${this.pchannel} returned ${ids.length} ids for ${entries.length} records${ids.length > 0 ? `, first ${ids[0]} after ${this.lastPersistedId}` : ''}: ids must follow append order`);
+      this.onWriteFailed({ batch: 0, entries }, error);
+      return false;
+    }
+    const written: LogMessage[] = new Array<LogMessage>(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
       const lm = e.msg as LogMessage;
       lm.id = ids[i]!;
       lm.size = e.bytes.length;
@@ -464,23 +512,21 @@ export class WalCore {
     this.lastTimetick = last.timetick;
     this.wab.append(written);
     if (this.recoveryRef) dispatch(this.recoveryRef, { type: 'observe', messages: written });
-    for (let i = 0; i < f.entries.length; i++) {
-      const e = f.entries[i]!;
+    for (let i = 0; i < entries.length; i++) {
       const lm = written[i]!;
-      e.resolve({ id: lm.id, timetick: lm.timetick, lastConfirmedId: lm.lastConfirmedId });
+      entries[i]!.resolve({ id: lm.id, timetick: lm.timetick, lastConfirmedId: lm.lastConfirmedId });
     }
-    if (this.state === 'closing') {
-      this.maybeFinishClose();
-      if (this.pending.length > 0) this.startWrite();
-      return;
-    }
-    this.startWrite();
+    return true;
   }
 
-  private onWriteFailed(batch: number, error: StreamingError): void {
-    const f = this.inFlight;
-    if (!f || f.batch !== batch) return;
-    this.inFlight = undefined;
+  /**
+   * A group commit failed: the WAL stops taking appends. The failed group, every later one still
+   * in flight and everything pending are refused with the error; a later group the backend did
+   * write anyway is found by the next open's recovery.
+   */
+  private onWriteFailed(failed: InFlightWrite, error: StreamingError): void {
+    const later = this.inFlight;
+    this.inFlight = [];
     const pending = this.pending;
     this.pending = [];
     if (isFenced(error)) {
@@ -491,7 +537,8 @@ export class WalCore {
       this.logger.error('wal write failed; the pchannel must be reopened', { pchannel: this.pchannel, term: this.deps.channel.term, error: error.message });
     }
     const err = isFenced(error) ? error : new StreamingError(ErrorCode.INNER, `write to pchannel ${this.pchannel} failed: ${error.message}`, { cause: error, retriable: true });
-    for (const e of f.entries) e.reject(err);
+    for (const e of failed.entries) e.reject(err);
+    for (const w of later) for (const e of w.entries) e.reject(err);
     for (const e of pending) e.reject(err);
     this.stopTicking();
     for (const s of [...this.scanners]) s.fail(this.unavailableError());
@@ -532,7 +579,7 @@ export class WalCore {
       this.logger.info('sealing segments by policy', { pchannel: this.pchannel, segments: due.map((d) => ({ segmentId: d.segment.segmentId, reason: d.reason, rows: d.segment.rows })) });
       this.flushSegments(due.map((d) => d.segment));
     }
-    if (this.inFlight || this.pending.length > 0 || this.persistedSinceTick) {
+    if (this.inFlight.length > 0 || this.pending.length > 0 || this.persistedSinceTick) {
       this.persistedSinceTick = false;
       const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick: 0n, lastConfirmedId: '', term: 0, header: {}, body: {} };
       this.appending++;
@@ -619,7 +666,7 @@ export class WalCore {
       lastPersistedId: this.lastPersistedId,
       writeAheadBuffer: { entries: this.wab.length, bytes: this.wab.sizeBytes },
       pendingAppends: this.appending,
-      inFlightWrite: this.inFlight?.entries.length ?? 0,
+      inFlightWrite: this.inFlight.reduce((n, w) => n + w.entries.length, 0),
       openTransactions: this.txns.openCount,
       subscribers: this.scanners.size,
     };
@@ -651,7 +698,7 @@ export class WalCore {
   private maybeFinishClose(): void {
     if (this.state !== 'closing' && this.state !== 'fenced' && this.state !== 'failed') return;
     if (this.closeWaiters.length === 0 && this.state !== 'closing') return;
-    if (this.inFlight || this.pending.length > 0) return;
+    if (this.inFlight.length > 0 || this.pending.length > 0) return;
     this.finishClose(false);
   }
 

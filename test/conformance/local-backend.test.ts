@@ -15,6 +15,6 @@ function localFixture(fsync: FsyncPolicy, extra: { segmentBytes?: number } = {})
 }
 
 describeWalBackendConformance('local-fsync-always', localFixture('always'));
-// Small segments: reads cross files, truncation deletes whole files, and `batch` coalesces calls.
-describeWalBackendConformance('local-fsync-batch-small-segments', localFixture('batch', { segmentBytes: 8 * 1024 }));
+// Small segments: reads cross files, truncation deletes whole files, and queued calls share a write.
+describeWalBackendConformance('local-fsync-always-small-segments', localFixture('always', { segmentBytes: 8 * 1024 }));
 describeWalBackendConformance('local-fsync-interval', localFixture('interval'));

@@ -571,7 +571,7 @@ describe('describeConfig', () => {
       expect([f.path, doc]).toEqual([f.path, expect.stringMatching(/Default/)]);
     }
     const inherited = CONFIG_FIELDS.filter((f) => f.path.startsWith('wal.') && walOptionKeys.has(f.path.split('.')[1] ?? '')).length;
-    expect(inherited).toBe(12);
+    expect(inherited).toBe(13);
     expect(docs.size).toBe(CONFIG_FIELDS.length - inherited);
     expect(CONFIG_SCHEMA.kind).toBe('section');
   });

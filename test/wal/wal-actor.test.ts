@@ -2,6 +2,7 @@ import { MemoryWalBackend } from '../../storage/wal/memory/memory-backend';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { LogMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
+import type { WalHandle } from '../../actors/wal/wal-handle';
 import { collect, createCollection, dropCollection, eventually, insert, primaryKeys, walFixture, type WalFixture } from '../support/wal-fixture';
 
 const V = 'p0_1v0';
@@ -62,6 +63,141 @@ describe('WAL actor', () => {
     } finally {
       await f2.close();
     }
+  });
+
+  describe('group commits in flight', () => {
+    /** A backend whose appends wait until the test settles them, in whatever order it chooses. */
+    function heldBackend(): { backend: WalBackend; held: { records: readonly Uint8Array[]; release(): Promise<string[]>; fail(e: unknown): void }[] } {
+      const inner = new MemoryWalBackend();
+      const held: { records: readonly Uint8Array[]; release(): Promise<string[]>; fail(e: unknown): void }[] = [];
+      let holding = false;
+      const backend: WalBackend = {
+        name: 'held',
+        close: () => inner.close(),
+        async open(ch) {
+          const log = await inner.open(ch);
+          // The term's first TimeTick goes through at once; every later append is held.
+          holding = false;
+          return {
+            channel: log.channel,
+            append: (records) => {
+              if (!holding) {
+                holding = true;
+                return log.append(records);
+              }
+              // The write itself happens in call order (as every backend must keep it); only the answer is held.
+              const written = log.append(records);
+              return new Promise<string[]>((resolve, reject) => {
+                held.push({ records, release: () => written.then((ids) => (resolve(ids), ids)), fail: (e) => reject(e) });
+              });
+            },
+            read: (o) => log.read(o),
+            truncate: (id) => log.truncate(id),
+            oldestId: () => log.oldestId(),
+            close: () => log.close(),
+          };
+        },
+      };
+      return { backend, held };
+    }
+
+    type Held = ReturnType<typeof heldBackend>['held'];
+
+    /** Creates the collection and its first segment, releasing each held write, then forgets them. */
+    async function warmUp(wal: WalHandle, vchannel: string, held: Held): Promise<void> {
+      let done = false;
+      const warm = (async () => {
+        await wal.append(createCollection(vchannel, 1));
+        await wal.append(insert(vchannel, 1));
+      })().finally(() => (done = true));
+      let released = 0;
+      while (!done) {
+        if (held.length > released) await held[released++]!.release();
+        else await new Promise((r) => setTimeout(r, 2));
+      }
+      await warm;
+      held.length = 0;
+    }
+
+    test('a burst is written as two groups in flight; answers come in append order even when the backend answers the second first', async () => {
+      const { backend, held } = heldBackend();
+      const f2 = await walFixture(backend);
+      try {
+        const wal = await f2.open('h0', 1, { timetickIntervalMs: 60_000 });
+        await wal.ready();
+        await warmUp(wal, 'h0_1v0', held);
+        const answered: number[] = [];
+        const appends = Array.from({ length: 40 }, (_, i) => wal.append(insert('h0_1v0', 1)).then((r) => (answered.push(i), r)));
+        await eventually(() => held.length === 2, 5000, 'two group commits in flight');
+        expect(held[0]!.records.length + held[1]!.records.length).toBe(40);
+        expect(held[0]!.records.length).toBe(20);
+        expect((await wal.status()).inFlightWrite).toBe(40);
+        // The second group is answered by the backend first: nobody is acknowledged before the first group is durable.
+        await held[1]!.release();
+        await new Promise((r) => setImmediate(r));
+        expect(answered).toEqual([]);
+        await held[0]!.release();
+        const results = await Promise.all(appends);
+        expect(answered).toEqual(Array.from({ length: 40 }, (_, i) => i));
+        for (let i = 1; i < results.length; i++) {
+          expect(results[i]!.id > results[i - 1]!.id).toBe(true);
+          expect(results[i]!.timetick > results[i - 1]!.timetick).toBe(true);
+        }
+      } finally {
+        await f2.close();
+      }
+    });
+
+    test('when a group commit fails, the later group in flight and the pending appends fail with it', async () => {
+      const { backend, held } = heldBackend();
+      const f2 = await walFixture(backend);
+      try {
+        const wal = await f2.open('h1', 1, { timetickIntervalMs: 60_000 });
+        await wal.ready();
+        await warmUp(wal, 'h1_1v0', held);
+        const appends = Array.from({ length: 40 }, () => wal.append(insert('h1_1v0', 1)).then(() => 'ok', (e: unknown) => e));
+        await eventually(() => held.length === 2, 5000, 'two group commits in flight');
+        // The second group is durable, but the first failed: no append after the failure is acknowledged.
+        await held[1]!.release();
+        held[0]!.fail(new StreamingError(ErrorCode.INNER, 'disk on fire'));
+        const outcomes = await Promise.all(appends);
+        expect(outcomes.filter((o) => o === 'ok')).toHaveLength(0);
+        for (const o of outcomes) expect(o).toMatchObject({ code: ErrorCode.INNER });
+        await expect(wal.append(insert('h1_1v0', 1))).rejects.toBeInstanceOf(StreamingError);
+      } finally {
+        await f2.close();
+      }
+    });
+
+    test('a backend that answers ids out of append order stops the WAL instead of breaking id = timetick order', async () => {
+      const inner = new MemoryWalBackend();
+      let calls = 0;
+      const backend: WalBackend = {
+        name: 'reordering',
+        close: () => inner.close(),
+        async open(ch) {
+          const log = await inner.open(ch);
+          return {
+            channel: log.channel,
+            // From the third call on, every answer claims the very first id.
+            append: async (records) => (++calls <= 2 ? log.append(records) : records.map(() => '0000000000000001')),
+            read: (o) => log.read(o),
+            truncate: (id) => log.truncate(id),
+            oldestId: () => log.oldestId(),
+            close: () => log.close(),
+          };
+        },
+      };
+      const f2 = await walFixture(backend);
+      try {
+        const wal = await f2.open('r0', 1, { timetickIntervalMs: 60_000 });
+        await wal.ready();
+        await wal.append(createCollection('r0_1v0', 1));
+        await expect(wal.append(insert('r0_1v0', 1))).rejects.toMatchObject({ code: ErrorCode.INNER, message: expect.stringContaining('ids must follow append order') });
+      } finally {
+        await f2.close();
+      }
+    });
   });
 
   test('no Insert before CreateCollection or after DropCollection: UNRECOVERABLE and nothing written', async () => {

@@ -14,13 +14,16 @@ import { closeFd, fsyncDir, mkdirDurable, openFd, unlinkIfExists } from './fs-io
 import { LocalWalLog } from './local-wal-log';
 import { type LocalWalBackendOptions, type ResolvedLocalOptions, resolveLocalOptions } from './options';
 import { readChannelView, scanSegment, segmentFile, segmentPath, syncFile, truncateDurably } from './segment-files';
-import { SegmentWriter } from './segment-writer';
+import { SegmentWriter, type LocalWalStats } from './segment-writer';
+
+export type { LocalWalStats } from './segment-writer';
 
 export type { FsyncPolicy, LocalWalBackendOptions, LocalWalLogger } from './options';
 export { LOCAL_WAL_DEFAULTS } from './options';
 
 export class LocalWalBackend implements WalBackend {
   readonly name = 'local';
+  readonly stats: LocalWalStats = { writes: 0, syncs: 0, records: 0 };
   private readonly opts: ResolvedLocalOptions;
   private readonly channels = new Map<string, ChannelState>();
   private readonly logs = new Set<LocalWalLog>();
@@ -132,7 +135,7 @@ export class LocalWalBackend implements WalBackend {
       await closeFd(fd).catch(() => undefined);
       throw e;
     }
-    const writer = new SegmentWriter(state, info.term, claimed.epoch, { file: active, fd, bytes: 0 }, this.opts);
+    const writer = new SegmentWriter(state, info.term, claimed.epoch, { file: active, fd, bytes: 0 }, this.opts, this.stats);
     if (state.latestEpoch === claimed.epoch) state.writer = writer;
     state.notify();
     return new LocalWalLog(info, state, this.opts, this, writer);

@@ -7,17 +7,15 @@ import { createLogger } from '../../../runtime/logger';
 
 /**
  * When an append is acknowledged:
- * - `always`: each append() call is written with one write(2) and fdatasync'ed before it resolves
- *   (one call = one group commit, since a call carries a batch). No coalescing across calls.
- * - `batch`: the same durability (a call resolves only after its bytes are fdatasync'ed), but calls
- *   that queue up while a write is in flight are coalesced into the next write + fdatasync
- *   (one fsync for many callers; up to 16 MiB per write). Use it when many small concurrent
- *   append() calls are expected; the WAL actor already group-commits, so it uses `always`.
- * - `interval`: a call resolves after write(2) (coalesced like `batch`); a timer fdatasyncs every
+ * - `always`: a call resolves only after its bytes are written and fdatasync'ed. Calls that queue
+ *   up while a write is in flight share the next write(2) + fdatasync (up to 16 MiB): the same
+ *   durability, one fsync for all of them (the WAL actor keeps up to `maxInFlightWrites` group
+ *   commits queued here).
+ * - `interval`: a call resolves after write(2) (coalesced the same way); a timer fdatasyncs every
  *   `fsyncIntervalMs`. A process crash loses nothing acknowledged; a power loss can lose the
  *   last interval.
  */
-export type FsyncPolicy = 'always' | 'batch' | 'interval';
+export type FsyncPolicy = 'always' | 'interval';
 
 /** Minimal logger the backend needs (winston's Logger fits). */
 export interface LocalWalLogger {
@@ -67,7 +65,7 @@ export const LOCAL_WAL_DEFAULTS = {
   readChunkBytes: 1024 * 1024,
 } as const;
 
-const POLICIES: readonly FsyncPolicy[] = ['always', 'batch', 'interval'];
+const POLICIES: readonly FsyncPolicy[] = ['always', 'interval'];
 
 export function resolveLocalOptions(o: LocalWalBackendOptions): ResolvedLocalOptions {
   if (typeof o.dir !== 'string' || o.dir.length === 0) throw invalidArgument('local wal: dir must be a non-empty path', { field: 'dir' });

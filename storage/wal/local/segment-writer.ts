@@ -28,7 +28,17 @@ interface ActiveSegment {
   bytes: number;
 }
 
-/** Upper bound of one coalesced write under `batch` and `interval`, in bytes. */
+/** What the writers of one backend did since it was created (benchmarks, status). */
+export interface LocalWalStats {
+  /** write(2) calls, each carrying one or more coalesced append() calls. */
+  writes: number;
+  /** fdatasync calls of appends (the background ones under `interval` included). */
+  syncs: number;
+  /** Records written. */
+  records: number;
+}
+
+/** Upper bound of one coalesced write, in bytes. */
 const MAX_GROUP_BYTES = 16 * 1024 * 1024;
 
 export class SegmentWriter implements WriterView {
@@ -50,6 +60,7 @@ export class SegmentWriter implements WriterView {
     readonly epoch: number,
     private active: ActiveSegment,
     private readonly opts: ResolvedLocalOptions,
+    private readonly stats: LocalWalStats,
   ) {
     this.nextSeq = active.file.firstSeq;
     this.durableNext = this.nextSeq;
@@ -144,8 +155,8 @@ export class SegmentWriter implements WriterView {
     }
   }
 
+  /** The queued calls that share the next write(2) (and fdatasync under `always`). */
   private takeGroup(): PendingAppend[] {
-    if (this.opts.fsync === 'always') return this.queue.splice(0, 1);
     let n = 0;
     let bytes = 0;
     while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= MAX_GROUP_BYTES)) {
@@ -179,6 +190,7 @@ export class SegmentWriter implements WriterView {
     const at = this.active.bytes;
     try {
       await writeAllAt(fd, buf, at);
+      this.stats.writes++;
     } catch (e) {
       // Undo a partial write, so that no prefix of the batch turns into records on recovery.
       try {
@@ -194,6 +206,7 @@ export class SegmentWriter implements WriterView {
     } else {
       try {
         await fdatasync(fd);
+        this.stats.syncs++;
       } catch (e) {
         // After a failed fsync the page cache state is unknown: stop using this handle.
         return fail(this.markBroken('fdatasync failed', e));
@@ -210,6 +223,7 @@ export class SegmentWriter implements WriterView {
       for (let i = 0; i < ids.length; i++) ids[i] = sequenceId(seq++);
       results.push(ids);
     }
+    this.stats.records += seq - this.nextSeq;
     this.nextSeq = seq;
     this.durableNext = seq;
     this.state.notify();
@@ -241,6 +255,7 @@ export class SegmentWriter implements WriterView {
     this.dirty = false;
     try {
       await fdatasync(this.active.fd);
+      this.stats.syncs++;
     } catch (e) {
       this.markBroken('background fdatasync failed', e);
     }
