@@ -6,6 +6,7 @@ import { query, type Ref } from 'nact';
 import { ask } from '../../runtime/ask';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { Message, NewMessage, TxnBodyMessage } from '../../runtime/message/types';
+import { TxnGuard } from '../../runtime/message/txn-guard';
 import type { AppendResult } from './interceptors/interceptor';
 import type { Reply, WalMsg, WalStatus } from './messages';
 import type { Scanner, SubscribeOptions } from './scanner/scanner';
@@ -157,8 +158,7 @@ type BodyInput = NewMessage<TxnBodyMessage>;
 
 /** A transaction on one vchannel: append bodies (Insert/Delete), then commit or roll back once. */
 export class Txn {
-  private done = false;
-  private inFlight = 0;
+  private readonly guard: TxnGuard;
 
   constructor(
     private readonly wal: WalHandle,
@@ -166,19 +166,15 @@ export class Txn {
     readonly id: bigint,
     readonly keepaliveMs: number,
     readonly begin: AppendResult,
-  ) {}
+  ) {
+    this.guard = new TxnGuard(id);
+  }
 
-  async append(message: BodyInput, o?: CallOptions): Promise<AppendResult> {
-    if (this.done) throw new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} is already finished`);
+  append(message: BodyInput, o?: CallOptions): Promise<AppendResult> {
     if (message.vchannel !== this.vchannel) {
-      throw new StreamingError(ErrorCode.INVALID_ARGUMENT, `transaction ${this.id} is on ${this.vchannel}; message is for ${message.vchannel}`, { details: { field: 'vchannel' } });
+      return Promise.reject(new StreamingError(ErrorCode.INVALID_ARGUMENT, `transaction ${this.id} is on ${this.vchannel}; message is for ${message.vchannel}`, { details: { field: 'vchannel' } }));
     }
-    this.inFlight++;
-    try {
-      return await this.wal.append({ ...message, txn: { id: this.id, keepaliveMs: this.keepaliveMs } } as NewMessage, o);
-    } finally {
-      this.inFlight--;
-    }
+    return this.guard.body(() => this.wal.append({ ...message, txn: { id: this.id, keepaliveMs: this.keepaliveMs } } as NewMessage, o));
   }
 
   commit(o?: CallOptions): Promise<AppendResult> {
@@ -190,11 +186,6 @@ export class Txn {
   }
 
   private finish(type: 'CommitTxn' | 'RollbackTxn', o?: CallOptions): Promise<AppendResult> {
-    if (this.done) return Promise.reject(new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} is already finished`));
-    if (this.inFlight > 0) {
-      return Promise.reject(new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} has ${this.inFlight} appends in flight; wait for them before ${type}`));
-    }
-    this.done = true;
-    return this.wal.append({ type, vchannel: this.vchannel, header: {}, body: {}, txn: { id: this.id, keepaliveMs: this.keepaliveMs } }, o);
+    return this.guard.finish(type, () => this.wal.append({ type, vchannel: this.vchannel, header: {}, body: {}, txn: { id: this.id, keepaliveMs: this.keepaliveMs } }, o));
   }
 }

@@ -10,6 +10,7 @@ import { ErrorCode, StreamingError, invalidArgument } from '../errors';
 import { createLogger, type Logger } from '../logger';
 import type { Column, NewMessage, PrimaryKeys, TxnContext } from '../message/types';
 import { validateInsert } from '../message/validate';
+import { TxnGuard } from '../message/txn-guard';
 import type {
   AppendResult,
   CallOptions,
@@ -259,9 +260,8 @@ export class Client implements WalstreamClient {
 }
 
 class RoutedTxn implements ClientTxn {
-  private done = false;
-  private inFlight = 0;
   readonly id: bigint;
+  private readonly guard: TxnGuard;
 
   constructor(
     private readonly client: Client,
@@ -270,17 +270,14 @@ class RoutedTxn implements ClientTxn {
     private readonly txn: TxnContext,
   ) {
     this.id = txn.id;
+    this.guard = new TxnGuard(txn.id);
   }
 
-  private async body(make: (partitionId: number) => NewMessage, partition: string | undefined, defaultAll: boolean, o?: CallOptions): Promise<AppendResult> {
-    if (this.done) throw new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} is already finished`);
-    const partitionId = defaultAll && partition === undefined ? -1 : await this.client.resolvePartition(this.info, partition, o);
-    this.inFlight++;
-    try {
-      return await this.client.appendInTxn({ ...make(partitionId), txn: this.txn }, o);
-    } finally {
-      this.inFlight--;
-    }
+  private body(make: (partitionId: number) => NewMessage, partition: string | undefined, defaultAll: boolean, o?: CallOptions): Promise<AppendResult> {
+    return this.guard.body(async () => {
+      const partitionId = defaultAll && partition === undefined ? -1 : await this.client.resolvePartition(this.info, partition, o);
+      return this.client.appendInTxn({ ...make(partitionId), txn: this.txn }, o);
+    });
   }
 
   insert(columns: Column[], partition?: string, o?: CallOptions): Promise<AppendResult> {
@@ -302,17 +299,10 @@ class RoutedTxn implements ClientTxn {
   }
 
   commit(o?: CallOptions): Promise<AppendResult> {
-    return this.finish('CommitTxn', o);
+    return this.guard.finish('CommitTxn', () => this.client.appendInTxn({ type: 'CommitTxn', vchannel: this.vchannel, header: {}, body: {}, txn: this.txn }, o));
   }
 
   rollback(o?: CallOptions): Promise<AppendResult> {
-    return this.finish('RollbackTxn', o);
-  }
-
-  private finish(type: 'CommitTxn' | 'RollbackTxn', o?: CallOptions): Promise<AppendResult> {
-    if (this.done) return Promise.reject(new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} is already finished`));
-    if (this.inFlight > 0) return Promise.reject(new StreamingError(ErrorCode.INVALID_TRANSACTION_STATE, `transaction ${this.id} has appends in flight`));
-    this.done = true;
-    return this.client.appendInTxn({ type, vchannel: this.vchannel, header: {}, body: {}, txn: this.txn }, o);
+    return this.guard.finish('RollbackTxn', () => this.client.appendInTxn({ type: 'RollbackTxn', vchannel: this.vchannel, header: {}, body: {}, txn: this.txn }, o));
   }
 }
