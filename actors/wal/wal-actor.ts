@@ -21,6 +21,7 @@ import { RedoInterceptor } from './interceptors/redo';
 import { AUTO_ID_ROWS_PER_SEGMENT, ShardInterceptor } from './interceptors/shard';
 import { TimetickInterceptor, TSO_BATCH_MAX_AGE_MS, type TimetickSource } from './interceptors/timetick';
 import { IdempotencyWindow } from './idempotency';
+import { GroupCommitPacer } from './group-commit-pacer';
 import { VChannelLocks } from './locks';
 import type { AppendEntry, Reply, WalMsg, WalStatus } from './messages';
 import type { WalOptions } from './options';
@@ -78,11 +79,12 @@ interface PipeEntry {
 interface InFlightWrite {
   batch: number;
   entries: PipeEntry[];
+  /** performance.now() when handed to the backend, and when the backend answered. */
+  startedAt: number;
+  doneAt?: number;
   outcome?: { ids: MessageId[] } | { error: StreamingError };
 }
 
-/** A group commit is split in two only when each half would carry at least this many appends. */
-const MIN_SPLIT_GROUP = 8;
 
 type WalState = WalStatus['state'];
 
@@ -108,6 +110,7 @@ export class WalCore {
   private pending: PipeEntry[] = [];
   /** Group commits handed to the backend, oldest first; completed strictly in this order. */
   private inFlight: InFlightWrite[] = [];
+  private readonly pacer = new GroupCommitPacer();
   private batchSeq = 0;
   private writeScheduled = false;
 
@@ -356,7 +359,9 @@ export class WalCore {
     req.taken = true;
     dispatch(req.replyTo, { ok: true, value: undefined });
     const entries = req.entries;
+    const t0 = performance.now();
     for (let i = 0; i < entries.length; i++) this.appendOne(entries[i]!);
+    this.pacer.observeEncoding(entries.length, performance.now() - t0);
   }
 
   private appendOne(entry: AppendEntry): void {
@@ -440,10 +445,9 @@ export class WalCore {
   /**
    * Hands group commits to the backend while fewer than `maxInFlightWrites` are outstanding. The
    * backend keeps call order, so ids still follow timetick order; completions are applied in batch
-   * order. When a burst of appends finds the pipe empty (`split`), it is written as two groups: the
-   * appenders of the first are answered (and come back with their next appends) while the second
-   * is written, so encoding and I/O overlap instead of taking turns. A completion hands the next
-   * group on whole, so that such waves of appenders keep their size.
+   * order. When a burst of appends finds the pipe empty (`split`), the pacer may cut it in two
+   * groups, so that encoding and I/O overlap. A completion hands the next group on whole, so that
+   * such waves of appenders keep their size.
    */
   private startWrite(split: boolean): void {
     if (!this.log) return;
@@ -451,7 +455,7 @@ export class WalCore {
     while (this.pending.length > 0 && this.inFlight.length < maxInFlightWrites) {
       const free = maxInFlightWrites - this.inFlight.length;
       let limit = groupCommitMaxMessages;
-      if (split && this.inFlight.length === 0 && free > 1 && this.pending.length >= 2 * MIN_SPLIT_GROUP) limit = Math.min(limit, Math.ceil(this.pending.length / 2));
+      if (split && this.inFlight.length === 0) limit = Math.min(limit, this.pacer.firstGroupLimit(this.pending.length, free));
       let n = 0;
       let bytes = 0;
       while (n < this.pending.length && n < limit) {
@@ -463,11 +467,15 @@ export class WalCore {
       const entries = n === this.pending.length ? this.pending : this.pending.slice(0, n);
       this.pending = n === this.pending.length ? [] : this.pending.slice(n);
       const batch = ++this.batchSeq;
-      this.inFlight.push({ batch, entries });
+      const w: InFlightWrite = { batch, entries, startedAt: performance.now() };
+      this.inFlight.push(w);
       const records = new Array<Uint8Array>(entries.length);
       for (let i = 0; i < entries.length; i++) records[i] = entries[i]!.bytes;
       this.log.append(records).then(
-        (ids) => dispatch(this.self, { type: 'appendPersisted', batch, ids }),
+        (ids) => {
+          w.doneAt = performance.now();
+          dispatch(this.self, { type: 'appendPersisted', batch, ids });
+        },
         (e) => dispatch(this.self, { type: 'appendFailed', batch, error: toStreamingError(e) }),
       );
     }
@@ -478,6 +486,7 @@ export class WalCore {
     const w = this.inFlight.find((f) => f.batch === batch);
     if (!w || w.outcome) return;
     w.outcome = outcome;
+    if (w.doneAt !== undefined) this.pacer.observeWrite(w.startedAt, w.doneAt);
     while (this.inFlight.length > 0 && this.inFlight[0]!.outcome) {
       const head = this.inFlight.shift()!;
       const o = head.outcome!;
@@ -496,7 +505,7 @@ export class WalCore {
   private applyPersisted(entries: PipeEntry[], ids: MessageId[]): boolean {
     if (ids.length !== entries.length || (ids.length > 0 && ids[0]! <= this.lastPersistedId)) {
       const error = new StreamingError(ErrorCode.INNER, `backend of pchannel ${this.pchannel} returned ${ids.length} ids for ${entries.length} records${ids.length > 0 ? `, first ${ids[0]} after ${this.lastPersistedId}` : ''}: ids must follow append order`);
-      this.onWriteFailed({ batch: 0, entries }, error);
+      this.onWriteFailed({ batch: 0, entries, startedAt: 0 }, error);
       return false;
     }
     const written: LogMessage[] = new Array<LogMessage>(entries.length);

@@ -66,27 +66,30 @@ describe('WAL actor', () => {
   });
 
   describe('group commits in flight', () => {
-    /** A backend whose appends wait until the test settles them, in whatever order it chooses. */
-    function heldBackend(): { backend: WalBackend; held: { records: readonly Uint8Array[]; release(): Promise<string[]>; fail(e: unknown): void }[] } {
+    interface HeldWrite {
+      records: readonly Uint8Array[];
+      release(): Promise<string[]>;
+      fail(e: unknown): void;
+    }
+
+    /**
+     * A backend whose appends, once `hold` is set, wait until the test settles them, in whatever
+     * order it chooses (the write itself happens in call order, as every backend must keep it).
+     */
+    function heldBackend(): { backend: WalBackend; held: HeldWrite[]; ctl: { hold: boolean } } {
       const inner = new MemoryWalBackend();
-      const held: { records: readonly Uint8Array[]; release(): Promise<string[]>; fail(e: unknown): void }[] = [];
-      let holding = false;
+      const held: HeldWrite[] = [];
+      const ctl = { hold: false };
       const backend: WalBackend = {
         name: 'held',
         close: () => inner.close(),
         async open(ch) {
           const log = await inner.open(ch);
-          // The term's first TimeTick goes through at once; every later append is held.
-          holding = false;
           return {
             channel: log.channel,
             append: (records) => {
-              if (!holding) {
-                holding = true;
-                return log.append(records);
-              }
-              // The write itself happens in call order (as every backend must keep it); only the answer is held.
               const written = log.append(records);
+              if (!ctl.hold) return written;
               return new Promise<string[]>((resolve, reject) => {
                 held.push({ records, release: () => written.then((ids) => (resolve(ids), ids)), fail: (e) => reject(e) });
               });
@@ -98,34 +101,24 @@ describe('WAL actor', () => {
           };
         },
       };
-      return { backend, held };
+      return { backend, held, ctl };
     }
 
-    type Held = ReturnType<typeof heldBackend>['held'];
-
-    /** Creates the collection and its first segment, releasing each held write, then forgets them. */
-    async function warmUp(wal: WalHandle, vchannel: string, held: Held): Promise<void> {
-      let done = false;
-      const warm = (async () => {
-        await wal.append(createCollection(vchannel, 1));
-        await wal.append(insert(vchannel, 1));
-      })().finally(() => (done = true));
-      let released = 0;
-      while (!done) {
-        if (held.length > released) await held[released++]!.release();
-        else await new Promise((r) => setTimeout(r, 2));
-      }
-      await warm;
-      held.length = 0;
+    /** Creates the collection and its first segment, and lets the WAL see fast writes of bursts; then holds writes. */
+    async function warmUp(wal: WalHandle, vchannel: string, ctl: { hold: boolean }): Promise<void> {
+      await wal.append(createCollection(vchannel, 1));
+      await wal.append(insert(vchannel, 1));
+      for (let i = 0; i < 5; i++) await Promise.all(Array.from({ length: 40 }, () => wal.append(insert(vchannel, 1))));
+      ctl.hold = true;
     }
 
-    test('a burst is written as two groups in flight; answers come in append order even when the backend answers the second first', async () => {
-      const { backend, held } = heldBackend();
+    test('with fast writes a burst is written as two groups in flight; answers come in append order even when the backend answers the second first', async () => {
+      const { backend, held, ctl } = heldBackend();
       const f2 = await walFixture(backend);
       try {
         const wal = await f2.open('h0', 1, { timetickIntervalMs: 60_000 });
         await wal.ready();
-        await warmUp(wal, 'h0_1v0', held);
+        await warmUp(wal, 'h0_1v0', ctl);
         const answered: number[] = [];
         const appends = Array.from({ length: 40 }, (_, i) => wal.append(insert('h0_1v0', 1)).then((r) => (answered.push(i), r)));
         await eventually(() => held.length === 2, 5000, 'two group commits in flight');
@@ -149,12 +142,12 @@ describe('WAL actor', () => {
     });
 
     test('when a group commit fails, the later group in flight and the pending appends fail with it', async () => {
-      const { backend, held } = heldBackend();
+      const { backend, held, ctl } = heldBackend();
       const f2 = await walFixture(backend);
       try {
         const wal = await f2.open('h1', 1, { timetickIntervalMs: 60_000 });
         await wal.ready();
-        await warmUp(wal, 'h1_1v0', held);
+        await warmUp(wal, 'h1_1v0', ctl);
         const appends = Array.from({ length: 40 }, () => wal.append(insert('h1_1v0', 1)).then(() => 'ok', (e: unknown) => e));
         await eventually(() => held.length === 2, 5000, 'two group commits in flight');
         // The second group is durable, but the first failed: no append after the failure is acknowledged.
