@@ -641,13 +641,17 @@ function readTypeHeader(r: ByteReader, type: MessageType): Message['header'] {
   }
 }
 
+/** Throws unless the body section matches its checksum (0 for an empty body). */
+function verifyBody(o: Opened): void {
+  const expected = o.view.getUint32(OFF_BODY_CRC, true);
+  const actual = o.bodyLength === 0 ? 0 : crc32(sliceView(o.buf, o.headerEnd, o.bodyLength));
+  if (actual !== expected) throw decodeError('body checksum mismatch');
+}
+
 function readBody(o: Opened): Message['body'] {
   const start = o.headerEnd;
   const end = start + o.bodyLength;
-  if (o.bodyLength !== 0 && crc32(sliceView(o.buf, start, o.bodyLength)) !== o.view.getUint32(OFF_BODY_CRC, true)) {
-    throw decodeError('body checksum mismatch');
-  }
-  if (o.bodyLength === 0 && o.view.getUint32(OFF_BODY_CRC, true) !== 0) throw decodeError('body checksum mismatch');
+  verifyBody(o);
   const r = new ByteReader(o.buf, o.view, start, end);
   let body: Message['body'];
   switch (o.type) {
@@ -845,4 +849,158 @@ export function toLogMessage(entry: LogEntry): LogMessage {
   } catch (e) {
     throw asDecodeError(e);
   }
+}
+
+// ---------------------------------------------------------------- lazy bodies
+
+/**
+ * One column of an encoded Insert body as views of the message's bytes: nothing is decoded or
+ * copied, for readers that move rows elsewhere without looking at them (the flush worker copies
+ * them into Arrow buffers). `values` is in the wire layout, which is also Arrow's: little-endian
+ * int32, int64, float32 and float64 values; one byte 0 or 1 per bool; rows × dim float32 for a
+ * vector; for varchar and json every row's UTF-8 bytes back to back (json: the JSON text), with
+ * each row's byte length in `lengths`. The views alias the message: valid while it is unchanged.
+ */
+export interface EncodedColumn {
+  name: string;
+  type: FieldType;
+  rows: number;
+  /** floatVector: the dimension; 0 for the other types. */
+  dim: number;
+  values: Uint8Array;
+  /** varchar and json: one u32 LE byte length per row; empty for the other types. */
+  lengths: Uint8Array;
+}
+
+/**
+ * A message whose envelope and header are checked and decoded and whose body is not read yet:
+ * a reader that looks at every header but needs few bodies pays for the body (its checksum
+ * included) only when it asks for it.
+ */
+export interface LazyMessage {
+  /** What decodeHeader returns. */
+  readonly header: MessageHeader;
+  /** Verifies the body's checksum and decodes it: `{ ...header, body: body() }` is what decodeMessage returns. */
+  body(): Message['body'];
+  /**
+   * An Insert's columns as views (see EncodedColumn), after the same checks as decodeMessage
+   * (checksum, structure, bool bytes, int64 range, JSON text). MessageDecodeError for another type.
+   */
+  insertColumns(): EncodedColumn[];
+}
+
+const FIELD_TYPE_BY_CODE = new Map<number, FieldType>(Object.entries(FieldTypeCode).map(([type, code]) => [code, type as FieldType]));
+const NO_BYTES = new Uint8Array(0);
+
+class OpenedLazyMessage implements LazyMessage {
+  constructor(
+    private readonly opened: Opened,
+    readonly header: MessageHeader,
+  ) {}
+
+  body(): Message['body'] {
+    try {
+      return readBody(this.opened);
+    } catch (e) {
+      throw asDecodeError(e);
+    }
+  }
+
+  insertColumns(): EncodedColumn[] {
+    const o = this.opened;
+    try {
+      if (o.type !== 'Insert') throw decodeError('not an Insert', { type: o.type });
+      verifyBody(o);
+      const r = new ByteReader(o.buf, o.view, o.headerEnd, o.headerEnd + o.bodyLength);
+      const columns = readColumnViews(r);
+      if (r.remaining !== 0) throw decodeError('malformed body', { trailing: r.remaining });
+      return columns;
+    } catch (e) {
+      throw asDecodeError(e);
+    }
+  }
+}
+
+/** Decodes the header now and the body on demand (see LazyMessage). Throws what decodeHeader throws. */
+export function decodeLazily(bytes: Uint8Array): LazyMessage {
+  try {
+    const o = open(bytes);
+    return new OpenedLazyMessage(o, readMessage(o, false));
+  } catch (e) {
+    throw asDecodeError(e);
+  }
+}
+
+/** A view of the next `n` bytes. */
+function takeView(r: ByteReader, n: number): Uint8Array {
+  r.need(n);
+  const v = sliceView(r.buf, r.pos, n);
+  r.pos += n;
+  return v;
+}
+
+function readColumnViews(r: ByteReader): EncodedColumn[] {
+  const count = r.u32();
+  const columns: EncodedColumn[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = r.string();
+    const code = r.u8();
+    const rows = r.u32();
+    const type = FIELD_TYPE_BY_CODE.get(code);
+    if (type === undefined) throw decodeError('unknown field type', { column: name, code });
+    let dim = 0;
+    let lengths: Uint8Array = NO_BYTES;
+    let values: Uint8Array;
+    switch (type) {
+      case 'floatVector':
+        dim = r.u32();
+        if (dim === 0) throw decodeError('malformed body', { column: name, dim });
+        values = takeView(r, 4 * rows * dim);
+        break;
+      case 'bool':
+        values = takeView(r, rows);
+        checkBools(values);
+        break;
+      case 'int64':
+        values = takeView(r, 8 * rows);
+        checkSafeInts(r, r.pos - 8 * rows, rows);
+        break;
+      case 'int32':
+      case 'float':
+        values = takeView(r, 4 * rows);
+        break;
+      case 'double':
+        values = takeView(r, 8 * rows);
+        break;
+      case 'varchar':
+      case 'json': {
+        const start = r.pos;
+        lengths = takeView(r, 4 * rows);
+        let total = 0;
+        for (let p = start; p < r.pos; p += 4) total += r.view.getUint32(p, true);
+        const end = r.pos + total;
+        if (type === 'json') {
+          r.pos = start;
+          for (const text of readStrings(r, rows)) parseJson(text);
+          r.pos = end - total;
+        }
+        values = takeView(r, total);
+        break;
+      }
+    }
+    columns.push({ name, type, rows, dim, values, lengths });
+  }
+  return columns;
+}
+
+function checkBools(values: Uint8Array): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v !== 0 && v !== 1) throw decodeError('malformed body', { offset: i, bool: v });
+  }
+}
+
+/** Throws unless the `n` int64 values at `pos` are safe integers (as readNumbers requires). */
+function checkSafeInts(r: ByteReader, pos: number, n: number): void {
+  for (let i = 0; i < n; i++) r.int64At(pos + 8 * i);
 }

@@ -35,6 +35,23 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** Bytes hashed between two yields of sha256HexYielding. */
+const HASH_SLICE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * sha256Hex in slices, yielding to the event loop between them: I/O started before (the put of
+ * the same bytes) makes progress meanwhile on the I/O threads, so a large file's hash costs little
+ * more than its write.
+ */
+export async function sha256HexYielding(bytes: Uint8Array): Promise<string> {
+  const hash = createHash('sha256');
+  for (let at = 0; at < bytes.byteLength; at += HASH_SLICE_BYTES) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    hash.update(bytes.subarray(at, Math.min(bytes.byteLength, at + HASH_SLICE_BYTES)));
+  }
+  return hash.digest('hex');
+}
+
 export function encodeManifest(m: SegmentManifest): Uint8Array {
   const file = (f: SegmentFileInfo): SegmentFileInfo => ({ name: f.name, rows: f.rows, bytes: f.bytes, sha256: f.sha256 });
   const json = {

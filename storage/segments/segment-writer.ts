@@ -7,6 +7,8 @@
  * files. Rows keep their input order (the WAL's order); each insert batch's timetick is repeated
  * on each of its rows. Every schema field must have a column in every insert batch, including an
  * autoId primary key (its values are assigned before the data reaches a segment).
+ * `SegmentEncoder` does the same incrementally, so that a reader of the WAL (the flush worker) puts
+ * each insert straight into the record batches (table-builder.ts), encoded WAL columns included.
  *
  * `writeSegment` puts the two data files, then the manifest create-only: a segment whose manifest
  * exists is complete. Writing a segment again with the same manifest is a no-op success; with a
@@ -15,15 +17,17 @@
  */
 import * as arrow from 'apache-arrow';
 import { invalidArgument, type StreamingError } from '../../runtime/errors';
+import type { EncodedColumn } from '../../runtime/message/codec';
 import type { CollectionSchema, Column, FieldSchema, PrimaryKeys } from '../../runtime/message/types';
 import type { Timetick } from '../../runtime/message/timetick';
 import { validateSchema } from '../../runtime/message/validate';
 import { isObjectAlreadyExists } from '../objects/errors';
 import type { ObjectStore } from '../objects/object-store';
-import { arrowSchemaOf, arrowTypeOf, fieldsInTableOrder, type PrimaryKeyField } from './arrow-schema';
+import { arrowSchemaOf, fieldsInTableOrder } from './arrow-schema';
 import { SegmentConflictError } from './errors';
 import { SEGMENT_FILES, type SegmentFile, type SegmentRef, segmentFilePaths } from './layout';
-import { SEGMENT_FORMAT_VERSION, type SegmentManifest, encodeManifest, sha256Hex } from './manifest';
+import { SEGMENT_FORMAT_VERSION, type SegmentFileInfo, type SegmentManifest, encodeManifest, sha256Hex, sha256HexYielding } from './manifest';
+import { TableBuilder } from './table-builder';
 
 export interface InsertBatch {
   timetick: Timetick;
@@ -58,105 +62,186 @@ export interface EncodedSegment {
   paths: Record<SegmentFile, string>;
 }
 
+/**
+ * A segment's data files before their checksums are known (SegmentEncoder.finishData): what
+ * writeSegmentData hashes while it writes them.
+ */
+export interface SegmentData {
+  paths: Record<SegmentFile, string>;
+  inserts: Uint8Array;
+  deletes: Uint8Array;
+  /** The manifest but for the files' checksums. */
+  manifest: Omit<SegmentManifest, 'files'> & { files: Record<'inserts' | 'deletes', Omit<SegmentFileInfo, 'sha256'>> };
+}
+
 const DEFAULT_MAX_ROWS_PER_BATCH = 65_536;
 const DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024;
 const MAX_UINT64 = (1n << 64n) - 1n;
-const encoder = new TextEncoder();
-
-/** One column flattened over all batches, in the shape its Arrow buffers need. */
-type Flat =
-  | { kind: 'fixed'; type: arrow.DataType; values: Int32Array | BigInt64Array | BigUint64Array | Float32Array | Float64Array }
-  | { kind: 'bool'; values: Uint8Array }
-  | { kind: 'utf8'; values: Uint8Array[] }
-  | { kind: 'vector'; type: arrow.FixedSizeList; dim: number; values: Float32Array };
 
 function bad(message: string, details: Record<string, unknown>): StreamingError {
   return invalidArgument(`segment: ${message}`, details);
 }
 
+/** Encodes a whole segment at once (see SegmentEncoder). */
 export function encodeSegment(input: SegmentInput, opts: EncodeOptions = {}): EncodedSegment {
-  const maxRows = opts.maxRowsPerBatch ?? DEFAULT_MAX_ROWS_PER_BATCH;
-  const maxBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
-  if (!Number.isSafeInteger(maxRows) || maxRows < 1) throw bad('maxRowsPerBatch must be a positive integer', { maxRowsPerBatch: maxRows });
-  if (!(maxBytes > 0)) throw bad('maxBatchBytes must be positive', { maxBatchBytes: maxBytes });
-  const ref: SegmentRef = { collectionId: input.collectionId, partitionId: input.partitionId, segmentId: input.segmentId };
-  const paths = segmentFilePaths(opts.root ?? '', ref); // validates root and ids
-  validateSchema(input.schema);
-  const { primaryKey, others } = fieldsInTableOrder(input.schema);
+  const segment = new SegmentEncoder(input, opts);
+  for (const batch of input.inserts) segment.addInsert(batch);
+  for (const batch of input.deletes) segment.addDelete(batch);
+  return segment.finish();
+}
 
-  let min: Timetick | undefined;
-  let max: Timetick | undefined;
-  const seeTimetick = (t: Timetick, where: Record<string, unknown>): void => {
-    if (typeof t !== 'bigint' || t < 0n || t > MAX_UINT64) throw bad('timetick must be a bigint in [0, 2^64)', { ...where, timetick: String(t) });
-    if (min === undefined || t < min) min = t;
-    if (max === undefined || t > max) max = t;
-  };
+/**
+ * Encodes a segment incrementally: inserts and deletes are added in order as they are read, and
+ * go straight into the Arrow record batches (no per-insert copies are kept), then `finish` writes
+ * the files. The result is the same as encodeSegment's for the same rows in the same order.
+ * After a thrown error the encoder must not be used any more.
+ */
+export class SegmentEncoder {
+  private readonly paths: Record<SegmentFile, string>;
+  private readonly ref: SegmentRef;
+  private readonly schema: CollectionSchema;
+  /** Schema fields in table order (the primary key first). */
+  private readonly fields: readonly FieldSchema[];
+  private readonly fieldIndex: Map<string, number>;
+  private readonly inserts: TableBuilder;
+  private readonly deletes: TableBuilder;
+  private nInserts = 0;
+  private nDeletes = 0;
+  private min: Timetick | undefined;
+  private max: Timetick | undefined;
+  /** Reused by addEncodedInsert: the message's columns in table order. */
+  private readonly ordered: (EncodedColumn | undefined)[];
 
-  // inserts
-  const insertRows = input.inserts.map((b, i) => rowsOfInsert(input.schema, b, i));
-  const nInserts = insertRows.reduce((a, b) => a + b, 0);
-  const insertFlats = [primaryKey, ...others].map((f) => allocate(f, nInserts));
-  const insertTimeticks = new BigUint64Array(nInserts);
-  let at = 0;
-  input.inserts.forEach((batch, i) => {
-    const rows = insertRows[i]!;
+  constructor(segment: SegmentRef & { schema: CollectionSchema }, opts: EncodeOptions = {}) {
+    const maxRowsPerBatch = opts.maxRowsPerBatch ?? DEFAULT_MAX_ROWS_PER_BATCH;
+    const maxBatchBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    if (!Number.isSafeInteger(maxRowsPerBatch) || maxRowsPerBatch < 1) throw bad('maxRowsPerBatch must be a positive integer', { maxRowsPerBatch });
+    if (!(maxBatchBytes > 0)) throw bad('maxBatchBytes must be positive', { maxBatchBytes });
+    this.ref = { collectionId: segment.collectionId, partitionId: segment.partitionId, segmentId: segment.segmentId };
+    this.paths = segmentFilePaths(opts.root ?? '', this.ref); // validates root and ids
+    validateSchema(segment.schema);
+    this.schema = segment.schema;
+    const { primaryKey, others } = fieldsInTableOrder(segment.schema);
+    this.fields = [primaryKey, ...others];
+    this.fieldIndex = new Map(this.fields.map((f, i) => [f.name, i]));
+    this.ordered = new Array<EncodedColumn | undefined>(this.fields.length);
+    const limits = { maxRowsPerBatch, maxBatchBytes };
+    this.inserts = new TableBuilder(arrowSchemaOf('inserts', segment.schema, this.ref), this.fields, limits);
+    this.deletes = new TableBuilder(arrowSchemaOf('deletes', segment.schema, this.ref), [primaryKey], limits);
+  }
+
+  /** Adds an insert's rows (every schema field needs a column; values are checked). */
+  addInsert(batch: InsertBatch): void {
+    const index = this.nInserts++;
+    const rows = rowsOfInsert(this.schema, batch, index);
     if (rows === 0) return;
-    seeTimetick(batch.timetick, { insert: i });
-    insertTimeticks.fill(batch.timetick, at, at + rows);
+    this.seeTimetick(batch.timetick, { insert: index });
     const byName = new Map(batch.columns.map((c) => [c.name, c]));
-    [primaryKey, ...others].forEach((f, k) => fill(insertFlats[k]!, f, byName.get(f.name)!, at, i));
-    at += rows;
-  });
-  const insertsTable = buildTable(
-    arrowSchemaOf('inserts', input.schema, ref),
-    [insertFlats[0]!, { kind: 'fixed', type: new arrow.Uint64(), values: insertTimeticks }, ...insertFlats.slice(1)],
-    nInserts,
-    maxRows,
-    maxBytes,
-  );
+    this.inserts.appendColumns(
+      this.fields.map((f) => byName.get(f.name)!),
+      rows,
+      batch.timetick,
+      { what: 'insert', index },
+    );
+  }
 
-  // deletes
-  let nDeletes = 0;
-  input.deletes.forEach((d, i) => {
+  /**
+   * Adds the rows of a WAL insert given as its encoded columns (the codec's `LazyMessage.insertColumns`),
+   * copied into the record batches without decoding a value. The columns must match the schema
+   * exactly, as for addInsert.
+   */
+  addEncodedInsert(columns: readonly EncodedColumn[], timetick: Timetick): void {
+    const index = this.nInserts++;
+    const rows = this.orderEncoded(columns, index);
+    if (rows === 0) return;
+    this.seeTimetick(timetick, { insert: index });
+    this.inserts.appendEncoded(this.ordered as EncodedColumn[], rows, timetick);
+  }
+
+  /** Adds a delete's primary keys. */
+  addDelete(d: DeleteBatch): void {
+    const index = this.nDeletes++;
+    const primaryKey = this.fields[0]!;
     if (d.primaryKeys?.type !== primaryKey.type || !Array.isArray(d.primaryKeys.data)) {
-      throw bad(`delete ${i}: primary keys must be ${primaryKey.type}`, { delete: i, type: d.primaryKeys?.type, expected: primaryKey.type });
+      throw bad(`delete ${index}: primary keys must be ${primaryKey.type}`, { delete: index, type: d.primaryKeys?.type, expected: primaryKey.type });
     }
-    nDeletes += d.primaryKeys.data.length;
-  });
-  const deleteKeys = allocate(primaryKey, nDeletes);
-  const deleteTimeticks = new BigUint64Array(nDeletes);
-  at = 0;
-  input.deletes.forEach((d, i) => {
     const rows = d.primaryKeys.data.length;
     if (rows === 0) return;
-    seeTimetick(d.timetick, { delete: i });
-    deleteTimeticks.fill(d.timetick, at, at + rows);
-    fill(deleteKeys, primaryKey, { name: primaryKey.name, ...d.primaryKeys } as Column, at, i, 'delete');
-    at += rows;
-  });
-  const deletesTable = buildTable(
-    arrowSchemaOf('deletes', input.schema, ref),
-    [deleteKeys, { kind: 'fixed', type: new arrow.Uint64(), values: deleteTimeticks }],
-    nDeletes,
-    maxRows,
-    maxBytes,
-  );
+    this.seeTimetick(d.timetick, { delete: index });
+    this.deletes.appendColumns([{ name: primaryKey.name, ...d.primaryKeys } as Column], rows, d.timetick, { what: 'delete', index });
+  }
 
-  const insertsBytes = arrow.tableToIPC(insertsTable, 'file');
-  const deletesBytes = arrow.tableToIPC(deletesTable, 'file');
-  const manifest: SegmentManifest = {
-    formatVersion: SEGMENT_FORMAT_VERSION,
-    ...ref,
-    schema: input.schema,
-    files: {
-      inserts: { name: SEGMENT_FILES.inserts, rows: nInserts, bytes: insertsBytes.byteLength, sha256: sha256Hex(insertsBytes) },
-      deletes: { name: SEGMENT_FILES.deletes, rows: nDeletes, bytes: deletesBytes.byteLength, sha256: sha256Hex(deletesBytes) },
-    },
-    timetick: min === undefined || max === undefined ? undefined : { min, max },
-  };
+  /** Primary keys of the rows inserted so far, in order. */
+  insertedKeys(): (number | string)[] {
+    return this.inserts.firstFieldValues();
+  }
+
+  /** Encodes the files and the manifest. The encoder is spent. */
+  finish(): EncodedSegment {
+    const data = this.finishData();
+    return completeSegment(data, { inserts: sha256Hex(data.inserts), deletes: sha256Hex(data.deletes) });
+  }
+
+  /** Encodes the data files, leaving their checksums to writeSegmentData. The encoder is spent. */
+  finishData(): SegmentData {
+    const inserts = arrow.tableToIPC(this.inserts.finish(), 'file');
+    const deletes = arrow.tableToIPC(this.deletes.finish(), 'file');
+    return {
+      paths: this.paths,
+      inserts,
+      deletes,
+      manifest: {
+        formatVersion: SEGMENT_FORMAT_VERSION,
+        ...this.ref,
+        schema: this.schema,
+        files: {
+          inserts: { name: SEGMENT_FILES.inserts, rows: this.inserts.rows, bytes: inserts.byteLength },
+          deletes: { name: SEGMENT_FILES.deletes, rows: this.deletes.rows, bytes: deletes.byteLength },
+        },
+        timetick: this.min === undefined || this.max === undefined ? undefined : { min: this.min, max: this.max },
+      },
+    };
+  }
+
+  private seeTimetick(t: Timetick, where: Record<string, unknown>): void {
+    if (typeof t !== 'bigint' || t < 0n || t > MAX_UINT64) throw bad('timetick must be a bigint in [0, 2^64)', { ...where, timetick: String(t) });
+    if (this.min === undefined || t < this.min) this.min = t;
+    if (this.max === undefined || t > this.max) this.max = t;
+  }
+
+  /** Puts an encoded insert's columns in table order into `ordered`, checking them against the schema; returns the row count. */
+  private orderEncoded(columns: readonly EncodedColumn[], index: number): number {
+    const ordered = this.ordered;
+    ordered.fill(undefined);
+    let rows = -1;
+    for (const c of columns) {
+      const k = this.fieldIndex.get(c.name);
+      if (k === undefined) throw bad(`insert ${index}: unknown column ${c.name}`, { insert: index, field: c.name });
+      if (ordered[k] !== undefined) throw bad(`insert ${index}: duplicate column ${c.name}`, { insert: index, field: c.name });
+      const f = this.fields[k]!;
+      if (c.type !== f.type) throw bad(`insert ${index}: column ${f.name} is ${c.type}, the schema says ${f.type}`, { insert: index, field: f.name, type: c.type, expected: f.type });
+      if (c.type === 'floatVector' && c.dim !== f.dim) {
+        throw bad(`insert ${index}: column ${f.name} must hold rows × ${String(f.dim)} values`, { insert: index, field: f.name, dim: c.dim });
+      }
+      if (rows !== -1 && c.rows !== rows) throw bad(`insert ${index}: column ${f.name} has ${c.rows} rows, others ${rows}`, { insert: index, field: f.name, rows: c.rows, expected: rows });
+      rows = c.rows;
+      ordered[k] = c;
+    }
+    if (columns.length !== this.fields.length) {
+      const missing = this.fields.find((_, k) => ordered[k] === undefined)!;
+      throw bad(`insert ${index}: missing column ${missing.name}`, { insert: index, field: missing.name });
+    }
+    return Math.max(rows, 0);
+  }
+}
+
+/** The segment's files and manifest, given its data files' checksums. */
+function completeSegment(data: SegmentData, sha256: Record<'inserts' | 'deletes', string>): EncodedSegment {
+  const { paths, manifest: m } = data;
+  const manifest: SegmentManifest = { ...m, files: { inserts: { ...m.files.inserts, sha256: sha256.inserts }, deletes: { ...m.files.deletes, sha256: sha256.deletes } } };
   const files = new Map<string, Uint8Array>([
-    [paths.inserts, insertsBytes],
-    [paths.deletes, deletesBytes],
+    [paths.inserts, data.inserts],
+    [paths.deletes, data.deletes],
     [paths.manifest, encodeManifest(manifest)],
   ]);
   return { files, manifest, paths };
@@ -168,19 +253,47 @@ export function encodeSegment(input: SegmentInput, opts: EncodeOptions = {}): En
  */
 export async function writeSegment(store: ObjectStore, segment: EncodedSegment): Promise<void> {
   const { paths } = segment;
-  const manifestBytes = segment.files.get(paths.manifest)!;
-  const confirmSame = async (): Promise<void> => {
-    const stored = await store.get(paths.manifest);
-    if (!Buffer.from(stored).equals(Buffer.from(manifestBytes))) throw new SegmentConflictError(paths.manifest);
-  };
-  if ((await store.head(paths.manifest)) !== undefined) return confirmSame();
+  if ((await store.head(paths.manifest)) !== undefined) return confirmSameManifest(store, segment);
   await Promise.all([store.put(paths.inserts, segment.files.get(paths.inserts)!), store.put(paths.deletes, segment.files.get(paths.deletes)!)]);
+  await putManifest(store, segment);
+}
+
+/**
+ * writeSegment for data files whose checksums are not computed yet: they are hashed while they
+ * are being put (the hash of a large file costs about as much as its write), then the manifest is
+ * put the same way. Resolves with the complete segment.
+ */
+export async function writeSegmentData(store: ObjectStore, data: SegmentData): Promise<EncodedSegment> {
+  const { paths } = data;
+  const hashAll = async (): Promise<EncodedSegment> =>
+    completeSegment(data, { inserts: await sha256HexYielding(data.inserts), deletes: await sha256HexYielding(data.deletes) });
+  if ((await store.head(paths.manifest)) !== undefined) {
+    const segment = await hashAll();
+    await confirmSameManifest(store, segment);
+    return segment;
+  }
+  const puts = Promise.all([store.put(paths.inserts, data.inserts), store.put(paths.deletes, data.deletes)]);
+  puts.catch(() => undefined); // awaited below; a failure while hashing must not count as unhandled
+  const segment = await hashAll();
+  await puts;
+  await putManifest(store, segment);
+  return segment;
+}
+
+/** Puts the manifest create-only; one already there must be the same. */
+async function putManifest(store: ObjectStore, segment: EncodedSegment): Promise<void> {
   try {
-    await store.put(paths.manifest, manifestBytes, { ifAbsent: true });
+    await store.put(segment.paths.manifest, segment.files.get(segment.paths.manifest)!, { ifAbsent: true });
   } catch (e) {
     if (!isObjectAlreadyExists(e)) throw e;
-    await confirmSame();
+    await confirmSameManifest(store, segment);
   }
+}
+
+/** SegmentConflictError unless the stored manifest is this segment's. */
+async function confirmSameManifest(store: ObjectStore, segment: EncodedSegment): Promise<void> {
+  const stored = await store.get(segment.paths.manifest);
+  if (!Buffer.from(stored).equals(Buffer.from(segment.files.get(segment.paths.manifest)!))) throw new SegmentConflictError(segment.paths.manifest);
 }
 
 // ------------------------------------------------------------------ input checks
@@ -216,148 +329,4 @@ function rowsOfInsert(schema: CollectionSchema, batch: InsertBatch, index: numbe
     throw bad(`insert ${index}: unknown column ${String(unknown)}`, { insert: index, field: unknown });
   }
   return Math.max(rows, 0);
-}
-
-function allocate(f: FieldSchema, n: number): Flat {
-  switch (f.type) {
-    case 'floatVector': {
-      const dim = f.dim ?? 0;
-      return { kind: 'vector', type: arrowTypeOf('floatVector', dim) as arrow.FixedSizeList, dim, values: new Float32Array(n * dim) };
-    }
-    case 'bool':
-      return { kind: 'bool', values: new Uint8Array(n) };
-    case 'int32':
-      return { kind: 'fixed', type: new arrow.Int32(), values: new Int32Array(n) };
-    case 'int64':
-      return { kind: 'fixed', type: new arrow.Int64(), values: new BigInt64Array(n) };
-    case 'float':
-      return { kind: 'fixed', type: new arrow.Float32(), values: new Float32Array(n) };
-    case 'double':
-      return { kind: 'fixed', type: new arrow.Float64(), values: new Float64Array(n) };
-    case 'varchar':
-    case 'json':
-      return { kind: 'utf8', values: new Array<Uint8Array>(n) };
-  }
-}
-
-/** Copies column `c` (already shape-checked) into `flat` from row `at`, checking each value. */
-function fill(flat: Flat, f: FieldSchema | PrimaryKeyField, c: Column, at: number, batch: number, what: 'insert' | 'delete' = 'insert'): void {
-  const wrong = (i: number, expected: string, value: unknown): StreamingError =>
-    bad(`${what} ${batch}: ${f.name}[${i}] is not ${expected}`, { [what]: batch, field: f.name, index: i, value: String(value) });
-  switch (c.type) {
-    case 'floatVector':
-      (flat.values as Float32Array).set(c.data, at * c.dim);
-      return;
-    case 'bool': {
-      const out = flat.values as Uint8Array;
-      c.data.forEach((v, i) => {
-        if (typeof v !== 'boolean') throw wrong(i, 'a boolean', v);
-        out[at + i] = v ? 1 : 0;
-      });
-      return;
-    }
-    case 'int32': {
-      const out = flat.values as Int32Array;
-      c.data.forEach((v, i) => {
-        if (typeof v !== 'number' || (v | 0) !== v) throw wrong(i, 'an int32', v);
-        out[at + i] = v;
-      });
-      return;
-    }
-    case 'int64': {
-      const out = flat.values as BigInt64Array;
-      c.data.forEach((v, i) => {
-        if (!Number.isSafeInteger(v)) throw wrong(i, 'a safe integer', v);
-        out[at + i] = BigInt(v);
-      });
-      return;
-    }
-    case 'float':
-    case 'double': {
-      const out = flat.values as Float32Array | Float64Array;
-      c.data.forEach((v, i) => {
-        if (typeof v !== 'number') throw wrong(i, 'a number', v);
-        out[at + i] = v;
-      });
-      return;
-    }
-    case 'varchar': {
-      const out = flat.values as Uint8Array[];
-      c.data.forEach((v, i) => {
-        if (typeof v !== 'string') throw wrong(i, 'a string', v);
-        out[at + i] = encoder.encode(v);
-      });
-      return;
-    }
-    case 'json': {
-      const out = flat.values as Uint8Array[];
-      c.data.forEach((v, i) => {
-        let text: string | undefined;
-        try {
-          text = JSON.stringify(v) as string | undefined;
-        } catch {
-          text = undefined;
-        }
-        if (text === undefined) throw wrong(i, 'JSON-serializable', v);
-        out[at + i] = encoder.encode(text);
-      });
-      return;
-    }
-  }
-}
-
-// ------------------------------------------------------------------ Arrow building
-
-function buildTable(schema: arrow.Schema, flats: Flat[], rows: number, maxRows: number, maxBytes: number): arrow.Table {
-  const utf8 = flats.filter((f): f is Extract<Flat, { kind: 'utf8' }> => f.kind === 'utf8');
-  const batches: arrow.RecordBatch[] = [];
-  let start = 0;
-  let bytes = 0;
-  for (let i = 0; i < rows; i++) {
-    let rowBytes = 0;
-    for (const f of utf8) rowBytes += f.values[i]!.byteLength;
-    if (i - start === maxRows || (i > start && bytes + rowBytes > maxBytes)) {
-      batches.push(recordBatch(schema, flats, start, i));
-      start = i;
-      bytes = 0;
-    }
-    bytes += rowBytes;
-  }
-  if (rows > start || batches.length === 0) batches.push(recordBatch(schema, flats, start, rows));
-  return new arrow.Table(schema, batches);
-}
-
-function recordBatch(schema: arrow.Schema, flats: Flat[], a: number, b: number): arrow.RecordBatch {
-  const length = b - a;
-  const children = flats.map((f) => columnData(f, a, b));
-  return new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length, nullCount: 0, children }));
-}
-
-function columnData(f: Flat, a: number, b: number): arrow.Data {
-  const length = b - a;
-  switch (f.kind) {
-    case 'fixed':
-      return arrow.makeData({ type: f.type as arrow.Int, length, nullCount: 0, data: f.values.subarray(a, b) as Int32Array });
-    case 'bool': {
-      const bits = new Uint8Array(Math.ceil(length / 8));
-      for (let i = 0; i < length; i++) if (f.values[a + i] === 1) bits[i >> 3]! |= 1 << (i & 7);
-      return arrow.makeData({ type: new arrow.Bool(), length, nullCount: 0, data: bits });
-    }
-    case 'utf8': {
-      const offsets = new Int32Array(length + 1);
-      let total = 0;
-      for (let i = 0; i < length; i++) {
-        total += f.values[a + i]!.byteLength;
-        if (total > 0x7fffffff) throw bad('a record batch holds more than 2 GiB of text; lower maxBatchBytes', { bytes: total });
-        offsets[i + 1] = total;
-      }
-      const data = new Uint8Array(total);
-      for (let i = 0; i < length; i++) data.set(f.values[a + i]!, offsets[i]!);
-      return arrow.makeData({ type: new arrow.Utf8(), length, nullCount: 0, valueOffsets: offsets, data });
-    }
-    case 'vector': {
-      const child = arrow.makeData({ type: new arrow.Float32(), length: length * f.dim, nullCount: 0, data: f.values.subarray(a * f.dim, b * f.dim) });
-      return arrow.makeData({ type: f.type, length, nullCount: 0, child });
-    }
-  }
 }

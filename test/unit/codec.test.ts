@@ -5,9 +5,11 @@ import {
   ENVELOPE_BYTES,
   MESSAGE_MAGIC,
   decodeHeader,
+  decodeLazily,
   decodeMessage,
   encodeMessage,
   toLogMessage,
+  type EncodedColumn,
 } from '../../runtime/message/codec';
 import { ErrorCode, MessageDecodeError, StreamingError } from '../../runtime/errors';
 import { MessageTypeCode, type Column, type InsertMessage, type Message, type MessageCommon, type MessageType, type TxnMessage } from '../../runtime/message/types';
@@ -312,6 +314,101 @@ describe('decodeHeader', () => {
     expect((e as MessageDecodeError).details).toMatchObject({ reason: 'body checksum mismatch' });
     // The body's length is still bounds-checked.
     expect(() => decodeHeader(bytes.subarray(0, bytes.length - 1))).toThrow(MessageDecodeError);
+  });
+});
+
+describe('decodeLazily', () => {
+  it.each(fixtures().map((m, i) => [`${i}:${m.type}`, m] as const))('%s: header and body() are decodeHeader and decodeMessage', (_name, msg) => {
+    const bytes = encodeMessage(msg);
+    const lazy = decodeLazily(bytes);
+    expect(lazy.header).toEqual(decodeHeader(bytes));
+    expectSameMessage({ ...lazy.header, body: lazy.body() }, decodeMessage(bytes));
+  });
+
+  /** The wire (= Arrow) layout of a column's values, built independently of the codec (little-endian host). */
+  function expectedViews(c: Column): Pick<EncodedColumn, 'values' | 'lengths' | 'dim'> {
+    const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    const texts = (data: string[]): Pick<EncodedColumn, 'values' | 'lengths' | 'dim'> => ({
+      values: new Uint8Array(Buffer.concat(data.map((t) => Buffer.from(t, 'utf8')))),
+      lengths: bytes(Uint32Array.from(data.map((t) => Buffer.byteLength(t, 'utf8')))),
+      dim: 0,
+    });
+    const none = new Uint8Array(0);
+    switch (c.type) {
+      case 'floatVector':
+        return { values: bytes(c.data), lengths: none, dim: c.dim };
+      case 'bool':
+        return { values: Uint8Array.from(c.data.map((v) => (v ? 1 : 0))), lengths: none, dim: 0 };
+      case 'int32':
+        return { values: bytes(Int32Array.from(c.data)), lengths: none, dim: 0 };
+      case 'int64':
+        return { values: bytes(BigInt64Array.from(c.data.map((v) => BigInt(v)))), lengths: none, dim: 0 };
+      case 'float':
+        return { values: bytes(Float32Array.from(c.data)), lengths: none, dim: 0 };
+      case 'double':
+        return { values: bytes(Float64Array.from(c.data)), lengths: none, dim: 0 };
+      case 'varchar':
+        return texts(c.data);
+      case 'json':
+        return texts(c.data.map((v) => JSON.stringify(v)));
+    }
+  }
+
+  it('gives an insert\'s columns as views of the message in the wire layout, every type', () => {
+    const bytes = encodeMessage(insert());
+    const columns = decodeLazily(bytes).insertColumns();
+    const rowsOf = (c: Column): number => (c.type === 'floatVector' ? c.data.length / c.dim : c.data.length);
+    expect(columns.map((c) => [c.name, c.type, c.rows])).toEqual(allColumns().map((c) => [c.name, c.type, rowsOf(c)]));
+    columns.forEach((c, i) => {
+      const want = expectedViews(allColumns()[i]!);
+      expect({ name: c.name, dim: c.dim, values: Array.from(c.values), lengths: Array.from(c.lengths) }).toEqual({
+        name: c.name,
+        dim: want.dim,
+        values: Array.from(want.values),
+        lengths: Array.from(want.lengths),
+      });
+      expect(c.values.buffer).toBe(bytes.buffer); // no copy
+    });
+  });
+
+  it('checks the body only when asked: a corrupt body fails body() and insertColumns(), not decodeLazily', () => {
+    const bytes = Buffer.from(encodeMessage(insert()));
+    const header = decodeHeader(bytes);
+    bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0x10;
+    const lazy = decodeLazily(bytes);
+    expect(lazy.header).toEqual(header);
+    for (const read of [() => lazy.body(), () => lazy.insertColumns()]) {
+      const e = thrown(read);
+      expect(e).toBeInstanceOf(MessageDecodeError);
+      expect((e as MessageDecodeError).details).toMatchObject({ reason: 'body checksum mismatch' });
+    }
+  });
+
+  it('insertColumns() of another type is a MessageDecodeError', () => {
+    for (const msg of fixtures().filter((m) => m.type !== 'Insert')) {
+      expect(thrown(() => decodeLazily(encodeMessage(msg)).insertColumns())).toBeInstanceOf(MessageDecodeError);
+    }
+  });
+
+  it('insertColumns() accepts exactly what decodeMessage accepts, garbage behind valid checksums included (seeded)', () => {
+    const random = rng(7);
+    const original = Buffer.from(encodeMessage(insert()));
+    const bodyStart = ENVELOPE_BYTES + original.readUInt32LE(10);
+    const failures: string[] = [];
+    for (let n = 0; n < 20_000; n++) {
+      const b = Buffer.from(original);
+      const edits = 1 + Math.floor(random() * 3);
+      for (let k = 0; k < edits; k++) {
+        const i = bodyStart + Math.floor(random() * (b.length - bodyStart));
+        b[i] = random() < 0.5 ? Math.floor(random() * 256) : random() < 0.5 ? 0xff : 0;
+      }
+      reseal(b);
+      const full = thrown(() => decodeMessage(b));
+      const views = thrown(() => decodeLazily(b).insertColumns());
+      if (views !== undefined && !(views instanceof MessageDecodeError)) failures.push(`#${n}: ${(views as Error).name} ${(views as Error).message}`);
+      else if ((full === undefined) !== (views === undefined)) failures.push(`#${n}: decodeMessage ${String(full ?? 'ok')}, insertColumns ${String(views ?? 'ok')}`);
+    }
+    expect(failures).toEqual([]);
   });
 });
 

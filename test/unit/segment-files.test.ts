@@ -17,7 +17,8 @@ import { SegmentConflictError, SegmentCorruptError, SegmentCorruptReason } from 
 import { segmentFilePaths } from '../../storage/segments/layout';
 import { decodeManifest, encodeManifest } from '../../storage/segments/manifest';
 import { decodeSegment, insertRows, readSegment } from '../../storage/segments/segment-reader';
-import { type DeleteBatch, type InsertBatch, type SegmentInput, encodeSegment, writeSegment } from '../../storage/segments/segment-writer';
+import { type DeleteBatch, type InsertBatch, type SegmentInput, SegmentEncoder, encodeSegment, writeSegment, writeSegmentData } from '../../storage/segments/segment-writer';
+import { decodeLazily, encodeMessage } from '../../runtime/message/codec';
 
 const SEED = Number(process.env.SEGMENT_TEST_SEED ?? 20260103);
 const REF = { collectionId: 101, partitionId: 7, segmentId: 4242 };
@@ -347,6 +348,59 @@ describe(`segment files (seed ${SEED})`, () => {
     }
   });
 
+  describe('from encoded WAL inserts', () => {
+    /** The insert as the flush worker sees it: the encoded columns of its WAL message. */
+    const encodedColumnsOf = (batch: InsertBatch) =>
+      decodeLazily(
+        encodeMessage({
+          type: 'Insert',
+          vchannel: 'v',
+          timetick: batch.timetick,
+          lastConfirmedId: '',
+          term: 1,
+          header: { ...REF, rows: 0, bytes: 0 },
+          body: { columns: [...batch.columns] },
+        }),
+      ).insertColumns();
+
+    it.each([
+      ['default batches', {}],
+      ['128-row batches', { maxRowsPerBatch: 128 }],
+      ['7-row batches', { maxRowsPerBatch: 7 }],
+      ['batches split by text bytes', { maxBatchBytes: 2_000 }],
+    ])('gives the bytes encodeSegment gives (%s), mixed with decoded inserts', (_name, opts) => {
+      const segment = new SegmentEncoder(input, { root: 'segments', ...opts });
+      input.inserts.forEach((batch, i) => (i % 3 === 2 ? segment.addInsert(batch) : segment.addEncodedInsert(encodedColumnsOf(batch), batch.timetick)));
+      for (const d of input.deletes) segment.addDelete(d);
+      const got = segment.finish();
+      const want = encodeSegment(input, { root: 'segments', ...opts });
+      expect(got.manifest).toEqual(want.manifest);
+      for (const [k, v] of want.files) expect({ k, same: Buffer.from(got.files.get(k)!).equals(Buffer.from(v)) }).toEqual({ k, same: true });
+    });
+
+    it('knows the primary keys inserted so far', () => {
+      const segment = new SegmentEncoder(input, { maxRowsPerBatch: 100 });
+      for (const batch of input.inserts) segment.addEncodedInsert(encodedColumnsOf(batch), batch.timetick);
+      expect(segment.insertedKeys()).toEqual(rows.map((r) => r.values['id']));
+    });
+
+    it('rejects encoded columns that do not match the schema with INVALID_ARGUMENT', async () => {
+      const columns = encodedColumnsOf(makeInsert(seededRandom(2), 3, 1, 1n));
+      const cases: [string, typeof columns][] = [
+        ['missing column', columns.filter((c) => c.name !== 'flag')],
+        ['unknown column', [...columns, { ...columns[0]!, name: 'extra' }]],
+        ['duplicate column', [...columns.filter((c) => c.name !== 'flag'), columns.find((c) => c.name === 'count')!]],
+        ['type mismatch', columns.map((c) => (c.name === 'count' ? { ...c, type: 'float' as const } : c))],
+        ['dimension mismatch', columns.map((c) => (c.name === 'embedding' ? { ...c, dim: 4, rows: 6 } : c))],
+        ['row count mismatch', columns.map((c) => (c.name === 'flag' ? { ...c, rows: 2 } : c))],
+      ];
+      for (const [what, bad] of cases) {
+        const segment = new SegmentEncoder(input);
+        expect({ what, err: await caught(() => segment.addEncodedInsert(bad, 1n)) }).toMatchObject({ what, err: { code: ErrorCode.INVALID_ARGUMENT } });
+      }
+    });
+  });
+
   describe('in an object store', () => {
     let dir: string;
     let store: LocalObjectStore;
@@ -389,6 +443,22 @@ describe(`segment files (seed ${SEED})`, () => {
       await store.delete(encoded.paths.deletes);
       expect(await caught(readSegment(store, REF, { root: 'segments' }))).toMatchObject({ reason: SegmentCorruptReason.MISSING_FILE });
       expect(await caught(readSegment(store, { ...REF, segmentId: 1 }, { root: 'segments' }))).toBeInstanceOf(ObjectNotFoundError);
+    });
+
+    it('writeSegmentData hashes while it writes: the same files and manifest as writeSegment, idempotent, conflicts refused', async () => {
+      const data = () => {
+        const segment = new SegmentEncoder(input, { root: 'segments', maxRowsPerBatch: 128 });
+        for (const batch of input.inserts) segment.addInsert(batch);
+        for (const d of input.deletes) segment.addDelete(d);
+        return segment.finishData();
+      };
+      const written = await writeSegmentData(store, data());
+      expect(written.manifest).toEqual(encoded.manifest);
+      for (const [k, v] of encoded.files) expect({ k, same: Buffer.from(await store.get(k)).equals(Buffer.from(v)) }).toEqual({ k, same: true });
+      await writeSegmentData(store, data()); // a retried flush
+      expect(await keysOf()).toEqual([...encoded.files.keys()].sort());
+      const other = new SegmentEncoder({ ...input }, { root: 'segments' });
+      expect(await caught(writeSegmentData(store, other.finishData()))).toBeInstanceOf(SegmentConflictError);
     });
 
     it('refuses a manifest stored under another segment', async () => {
