@@ -1,65 +1,230 @@
 /**
- * Recovery storage benchmark: replay rate when recovering a 1M-message tail on the local backend
- * (beside a bare read of the same entries in the same run), and flush throughput into the object
- * store (the real SegmentFlushWorker job: read the WAL range, encode Arrow, checksums, put the files
- * and the manifest, commit) beside raw puts of the same objects into the same store.
+ * Recovery storage benchmark, on a log of `BENCH_REPLAY_MESSAGES` (default 1M) single-row inserts
+ * written as the WAL writes them: one collection, its rows in segments 1..k sealed at the default
+ * limits (DEFAULT_SEGMENT_LIMITS: 128 MiB of insert bytes or 1M rows, the same rule as
+ * SegmentManager.assign), each segment CreateSegment … its inserts … Flush (the last one, not full,
+ * flushed as the idle seal policy would).
+ * - Replay: the rate at which a new owner recovers the whole tail (no checkpoint) on the local
+ *   backend, beside a bare read of the same entries (no decoding) in the same run.
+ * - Flush: the k sealed segments go through the real flush path of standalone, an InlineFlushQueue
+ *   (default concurrency: 2 jobs at a time, so the WAL read and encoding of one segment overlap the
+ *   puts of another) running SegmentFlushWorker jobs (read the WAL range, encode Arrow, checksums,
+ *   put the files and the manifest, commit at the term); timed from the first submit until the
+ *   queue is drained with every segment committed. Beside it, raw puts of the very objects the
+ *   flush wrote (same keys under `raw/`, same bytes, same store), as many at a time as the queue
+ *   runs jobs. For two stores in the same run: the LocalObjectStore (fsync on, as in standalone)
+ *   and the S3ObjectStore (the product's main store) against s3rver (test/support/s3rver.ts, with
+ *   If-None-Match as MinIO has it), started in a child process so that, like a MinIO, the server's
+ *   CPU is not the flushing process's.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { systemClock } from '../../runtime/clock';
 import { createLogger } from '../../runtime/logger';
 import { encodeMessage } from '../../runtime/message/codec';
-import type { CollectionSchema, Message } from '../../runtime/message/types';
+import type { CollectionSchema, Column, Message } from '../../runtime/message/types';
 import { sequenceId } from '../../runtime/message/message-id';
+import { estimateInsertBytes } from '../../runtime/message/validate';
+import { DEFAULT_SEGMENT_LIMITS } from '../../actors/wal/segments';
+import { AUTO_ID_ROWS_PER_SEGMENT } from '../../actors/wal/interceptors/shard';
 import { LocalWalBackend } from '../../storage/wal/local/local-backend';
 import { EmbeddedMetaStore } from '../../storage/meta/embedded/embedded-meta-store';
+import { pchannelKey, type MetaStore } from '../../storage/meta/meta-store';
+import type { ObjectStore } from '../../storage/objects/object-store';
 import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
-import { SegmentFlushWorker } from '../../storage/flush/flush-worker';
+import { S3ObjectStore } from '../../storage/objects/s3/s3-object-store';
+import { SegmentFlushWorker, type FlushedSegment } from '../../storage/flush/flush-worker';
+import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
+import { flushedKeyPath, type FlushJob } from '../../storage/flush/flush-queue';
 import { recover } from '../../actors/recovery-storage/replay';
-import { fmt, printTable, progress } from './table';
+import type { SegmentRecord } from '../../actors/recovery-storage/state';
+import type { Logger } from '../../runtime/logger';
+import type { S3rverFixture } from '../support/s3rver';
+import { fmt, printTable, progress, type Row } from './table';
 
 const DIM = 112;
 const SCHEMA: CollectionSchema = { fields: [{ name: 'id', type: 'int64', primaryKey: true }, { name: 'vec', type: 'floatVector', dim: DIM }] };
 const V = 'bench_1v0';
+const PCHANNEL = 'bench';
+const ROOT = 'seg';
+/** A flush that takes longer than this is reported as a failure, not waited for. */
+const FLUSH_DEADLINE_MS = 10 * 60_000;
+const MB = 2 ** 20;
 
 function base(type: Message['type'], tt: bigint): Pick<Message, 'vchannel' | 'timetick' | 'lastConfirmedId' | 'term'> & { type: typeof type } {
   return { type, vchannel: V, timetick: tt, lastConfirmedId: '', term: 1 };
 }
 
-/** Writes CreateCollection, CreateSegment(1), `n` single-row inserts into segment 1, then Flush(1). */
-async function writeLog(backend: LocalWalBackend, n: number): Promise<{ bytes: number; lastId: string }> {
-  const log = await backend.open({ name: 'bench', term: 1, accessMode: 'rw' });
+/**
+ * Writes CreateCollection, then `n` single-row inserts in segments sealed as the WAL seals them at
+ * the default limits: a segment takes an insert while its rows and insert bytes stay within
+ * maxRows / maxBytes; one that cannot take the next insert, or that is full after one, gets its
+ * Flush, and the next insert goes to a new segment (CreateSegment with the limits the WAL writes).
+ */
+async function writeLog(backend: LocalWalBackend, n: number): Promise<{ bytes: number; lastId: string; segments: number }> {
+  const limits = DEFAULT_SEGMENT_LIMITS;
+  const maxRows = Math.min(limits.maxRows, AUTO_ID_ROWS_PER_SEGMENT); // what the WAL puts in CreateSegment
+  const maxBytes = limits.maxBytes;
+  const log = await backend.open({ name: PCHANNEL, term: 1, accessMode: 'rw' });
   let tt = 1n << 40n;
   const next = (): bigint => (tt += 1n);
-  const head: Message[] = [
-    { ...base('CreateCollection', next()), type: 'CreateCollection', header: { collectionId: 1, partitionIds: [10] }, body: { collectionName: 'bench', schema: SCHEMA, partitions: [{ id: 10, name: '_default' }] } },
-    { ...base('CreateSegment', next()), type: 'CreateSegment', header: { collectionId: 1, partitionId: 10, segmentId: 1, maxRows: n, maxBytes: 1 << 30 }, body: {} },
-  ];
-  await log.append(head.map((m) => encodeMessage(m)));
   let bytes = 0;
-  const vec = new Float32Array(DIM).fill(0.5);
   let lastId = '';
-  for (let i = 0; i < n; i += 1000) {
-    const batch: Uint8Array[] = [];
-    for (let j = i; j < Math.min(n, i + 1000); j++) {
-      const b = encodeMessage({
-        ...base('Insert', next()),
-        type: 'Insert',
-        lastConfirmedId: sequenceId(2),
-        header: { collectionId: 1, partitionId: 10, rows: 1, bytes: 8 + DIM * 4, segmentId: 1 },
-        body: { columns: [{ name: 'id', type: 'int64', data: [j + 1] }, { name: 'vec', type: 'floatVector', dim: DIM, data: vec }] },
-      } as Message);
-      bytes += b.length;
-      batch.push(b);
-    }
+  let batch: Uint8Array[] = [];
+  const push = (m: Message): void => {
+    const b = encodeMessage(m);
+    bytes += b.length;
+    batch.push(b);
+  };
+  const append = async (): Promise<void> => {
+    if (batch.length === 0) return;
     const ids = await log.append(batch);
     lastId = ids[ids.length - 1]!;
-    if (i % 200_000 === 0) progress(`wrote ${i} messages`);
+    batch = [];
+  };
+  push({ ...base('CreateCollection', next()), type: 'CreateCollection', header: { collectionId: 1, partitionIds: [10] }, body: { collectionName: 'bench', schema: SCHEMA, partitions: [{ id: 10, name: '_default' }] } });
+  let segmentId = 0;
+  let open = false;
+  let rows = 0;
+  let segBytes = 0;
+  const flush = (): void => {
+    push({ ...base('Flush', next()), type: 'Flush', header: { collectionId: 1, partitionId: 10, segmentId }, body: {} } as Message);
+    open = false;
+  };
+  const vec = new Float32Array(DIM).fill(0.5);
+  for (let j = 0; j < n; j++) {
+    const columns: Column[] = [{ name: 'id', type: 'int64', data: [j + 1] }, { name: 'vec', type: 'floatVector', dim: DIM, data: vec }];
+    const insertBytes = estimateInsertBytes(columns); // what the shard interceptor puts in the header
+    if (open && (rows + 1 > maxRows || segBytes + insertBytes > maxBytes)) flush();
+    if (!open) {
+      segmentId++;
+      push({ ...base('CreateSegment', next()), type: 'CreateSegment', header: { collectionId: 1, partitionId: 10, segmentId, maxRows, maxBytes }, body: {} });
+      open = true;
+      rows = 0;
+      segBytes = 0;
+    }
+    push({
+      ...base('Insert', next()),
+      type: 'Insert',
+      lastConfirmedId: sequenceId(2),
+      header: { collectionId: 1, partitionId: 10, rows: 1, bytes: insertBytes, segmentId },
+      body: { columns },
+    } as Message);
+    rows++;
+    segBytes += insertBytes;
+    if (rows >= maxRows || segBytes >= maxBytes) flush();
+    if (batch.length >= 1000) await append();
+    if (j % 200_000 === 0) progress(`wrote ${j} inserts`);
   }
-  const [flushId] = await log.append([encodeMessage({ ...base('Flush', next()), type: 'Flush', header: { collectionId: 1, partitionId: 10, segmentId: 1 }, body: {} } as Message)]);
+  if (open) flush(); // the last segment, sealed by the idle policy
+  await append();
   await log.close();
-  return { bytes, lastId: flushId ?? lastId };
+  return { bytes, lastId, segments: segmentId };
+}
+
+/** s3rver in a child process (the fixture of test/support/s3rver.ts), as a MinIO would run beside the node. */
+async function startS3rverProcess(): Promise<{ server: Pick<S3rverFixture, 'endpoint' | 'accessKey' | 'secretKey' | 'region'>; stop(): Promise<void> }> {
+  const fixture = path.join(__dirname, '..', 'support', 's3rver');
+  const code = `
+    const { startS3rver } = require(${JSON.stringify(fixture)});
+    startS3rver({ conditionalWrites: true }).then((s) => {
+      const stop = () => s.stop().then(() => process.exit(0), () => process.exit(1));
+      process.on('message', (m) => { if (m === 'stop') stop(); });
+      process.on('disconnect', stop);
+      process.send({ endpoint: s.endpoint, accessKey: s.accessKey, secretKey: s.secretKey, region: s.region });
+    }, (e) => { console.error(e); process.exit(1); });`;
+  const child: ChildProcess = spawn(process.execPath, ['-r', 'ts-node/register', '-e', code], {
+    cwd: path.join(__dirname, '..', '..'),
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const server = await new Promise<Pick<S3rverFixture, 'endpoint' | 'accessKey' | 'secretKey' | 'region'>>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as Pick<S3rverFixture, 'endpoint' | 'accessKey' | 'secretKey' | 'region'>));
+    child.once('exit', (code) => reject(new Error(`s3rver process exited with ${code}`)));
+    child.once('error', reject);
+  });
+  return {
+    server,
+    async stop() {
+      if (child.exitCode === null && child.connected) child.send('stop');
+      await exited;
+    },
+  };
+}
+
+interface StoreResult {
+  flushSec: number;
+  rawSec: number;
+  /** Bytes the flush put (data files and manifests). */
+  written: number;
+  objects: number;
+  /** Jobs the queue ran at a time, and raw puts at a time. */
+  concurrency: number;
+}
+
+/**
+ * Flushes every segment through an InlineFlushQueue built as standalone builds it, then puts the
+ * same objects again (under `raw/`), as many at a time as the queue runs jobs.
+ */
+async function flushInto(objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
+  // A new owner term for each store: the commits this run makes are the ones at this term.
+  await meta.bumpTerm(PCHANNEL, await meta.pchannelTerm(PCHANNEL));
+  const term = await meta.pchannelTerm(PCHANNEL);
+  const jobs: FlushJob[] = segments.map((s) => ({
+    pchannel: PCHANNEL,
+    term,
+    segmentId: s.segmentId,
+    vchannel: s.vchannel,
+    collectionId: s.collectionId,
+    partitionId: s.partitionId,
+    schema: SCHEMA,
+    fromId: s.createId,
+    toId: s.flushId!,
+    toTimetick: s.flushTimetick!,
+  }));
+  const queue = new InlineFlushQueue(new SegmentFlushWorker({ backend, objects, meta, root: ROOT }), systemClock, { logger });
+  const concurrency = queue['concurrency']; // the default, as standalone runs it
+  let deadline: NodeJS.Timeout | undefined;
+  let flushSec: number;
+  try {
+    const t0 = performance.now();
+    for (const job of jobs) await queue.submit(job);
+    await Promise.race([
+      queue.drained(),
+      new Promise<never>((_, reject) => {
+        deadline = setTimeout(() => reject(new Error(`flush not done within ${FLUSH_DEADLINE_MS} ms`)), FLUSH_DEADLINE_MS);
+      }),
+    ]);
+    flushSec = (performance.now() - t0) / 1000;
+  } finally {
+    clearTimeout(deadline);
+    await queue.close();
+  }
+  if (queue.completed !== jobs.length || queue.failed !== 0) throw new Error(`flush: ${queue.completed} of ${jobs.length} jobs committed, ${queue.failed} failed`);
+  for (const s of segments) {
+    const v = await meta.get(pchannelKey(PCHANNEL, flushedKeyPath(s.segmentId)));
+    const record = v === undefined ? undefined : (JSON.parse(v.value) as FlushedSegment);
+    if (record?.term !== term || record.rows !== s.rows) throw new Error(`segment ${s.segmentId} not committed at term ${term} with ${s.rows} rows: ${v?.value}`);
+  }
+
+  // Raw: the very objects the flush wrote, read back first, then put `concurrency` at a time.
+  const flushed: { key: string; bytes: Uint8Array }[] = [];
+  for await (const o of objects.list(`${ROOT}/`)) flushed.push({ key: o.key, bytes: await objects.get(o.key) });
+  const written = flushed.reduce((sum, o) => sum + o.bytes.byteLength, 0);
+  let nextObject = 0;
+  const putter = async (): Promise<void> => {
+    while (nextObject < flushed.length) {
+      const o = flushed[nextObject++]!;
+      await objects.put(`raw/${o.key}`, o.bytes);
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, putter));
+  const rawSec = (performance.now() - t0) / 1000;
+  return { flushSec, rawSec, written, objects: flushed.length, concurrency };
 }
 
 export async function runRecoveryBench(): Promise<void> {
@@ -67,14 +232,15 @@ export async function runRecoveryBench(): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-recovery-'));
   const logger = createLogger('bench');
   logger.level = 'warn';
+  let s3rver: Awaited<ReturnType<typeof startS3rverProcess>> | undefined;
   try {
     const backend = new LocalWalBackend({ dir: path.join(dir, 'wal'), fsync: 'interval', fsyncIntervalMs: 100 });
-    progress(`writing a ${n}-message log`);
-    const { bytes, lastId } = await writeLog(backend, n);
+    progress(`writing a ${n}-insert log, segments sealed at the default limits`);
+    const { bytes, lastId, segments: k } = await writeLog(backend, n);
 
     // Raw: read every entry, no decoding.
     progress('bare read');
-    const ro = await backend.open({ name: 'bench', term: 0, accessMode: 'ro' });
+    const ro = await backend.open({ name: PCHANNEL, term: 0, accessMode: 'ro' });
     const abort = new AbortController();
     let t0 = performance.now();
     let count = 0;
@@ -89,41 +255,56 @@ export async function runRecoveryBench(): Promise<void> {
     // Replay: what a new owner does on open (no checkpoint: the whole tail).
     progress('replay');
     const meta = await EmbeddedMetaStore.open({ dir: path.join(dir, 'meta') });
-    const log = await backend.open({ name: 'bench', term: 2, accessMode: 'rw' });
+    const log = await backend.open({ name: PCHANNEL, term: 2, accessMode: 'rw' });
     const [untilId] = await log.append([encodeMessage({ ...base('TimeTick', 1n << 50n), vchannel: '', type: 'TimeTick', header: {}, body: {} } as Message)]);
     t0 = performance.now();
-    const r = await recover({ pchannel: 'bench', log, meta, untilId: untilId!, clock: systemClock, logger });
+    const r = await recover({ pchannel: PCHANNEL, log, meta, untilId: untilId!, clock: systemClock, logger });
     const replayRate = r.replayed / ((performance.now() - t0) / 1000);
     await log.close();
 
-    // Flush: the whole segment (n rows) to a local object store, beside raw puts of the same bytes.
-    progress('flush');
-    const objects = await LocalObjectStore.open({ dir: path.join(dir, 'objects') });
-    await meta.bumpTerm('bench', await meta.pchannelTerm('bench'));
-    const term = await meta.pchannelTerm('bench');
-    const worker = new SegmentFlushWorker({ backend, objects, meta, root: 'seg' });
-    const seg = r.state.segments.get(1)!;
-    t0 = performance.now();
-    await worker.process({ pchannel: 'bench', term, segmentId: 1, vchannel: V, collectionId: 1, partitionId: 10, schema: SCHEMA, fromId: seg.createId, toId: seg.flushId!, toTimetick: seg.flushTimetick! });
-    const flushSec = (performance.now() - t0) / 1000;
-    // Raw: the very objects the flush wrote (same sizes and bytes, same store), put one after the other.
-    const flushed: { key: string; bytes: Uint8Array }[] = [];
-    for await (const o of objects.list('seg/')) flushed.push({ key: o.key, bytes: await objects.get(o.key) });
-    const written = flushed.reduce((n, o) => n + o.bytes.byteLength, 0);
-    t0 = performance.now();
-    for (const o of flushed) await objects.put(`raw/${o.key}`, o.bytes);
-    const rawSec = (performance.now() - t0) / 1000;
-    await objects.close();
+    // Flush: every sealed segment the replay found, through the flush queue, into each store.
+    const sealed = [...r.state.segments.values()].filter((s) => s.state === 'sealed' && s.flushId !== undefined).sort((a, b) => a.segmentId - b.segmentId);
+    if (sealed.length !== k) throw new Error(`replay found ${sealed.length} sealed segments, the log has ${k}`);
+    const rows: Row[] = [
+      { what: 'bare read of the log (no decode)', rate: `${fmt(bareRate)} msg/s`, ratio: '' },
+      { what: 'replay (decode + recovery state)', rate: `${fmt(replayRate)} msg/s`, ratio: fmt(replayRate / bareRate, 2) },
+    ];
+    let concurrency = 0;
+    const report = (store: string, res: StoreResult): void => {
+      concurrency = res.concurrency;
+      rows.push(
+        { what: `${store}: raw puts of the same ${res.objects} objects`, rate: `${fmt(res.written / MB / res.rawSec, 1)} MB/s`, ratio: '' },
+        { what: `${store}: flush (${k} segments: read ${fmt(bytes / MB, 0)} MB of WAL, encode Arrow, put ${fmt(res.written / MB, 0)} MB)`, rate: `${fmt(res.written / MB / res.flushSec, 1)} MB/s`, ratio: fmt(res.rawSec / res.flushSec, 2) },
+      );
+    };
+
+    progress(`flush of ${k} segments into the local object store`);
+    const local = await LocalObjectStore.open({ dir: path.join(dir, 'objects') });
+    try {
+      report('local', await flushInto(local, backend, meta, sealed, logger));
+    } finally {
+      await local.close();
+    }
+
+    progress(`flush of ${k} segments into the S3 object store (s3rver in a child process)`);
+    s3rver = await startS3rverProcess();
+    const { server } = s3rver;
+    const s3 = await S3ObjectStore.open({ endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, region: server.region, bucket: 'walstream-bench' });
+    try {
+      report('s3', await flushInto(s3, backend, meta, sealed, logger));
+    } finally {
+      await s3.close();
+    }
     await meta.close();
     await backend.close();
 
-    printTable(`Recovery: replay of a ${n}-message tail (local backend) and flush of one ${n}-row segment (local object store)`, [
-      { what: 'bare read of the log (no decode)', rate: `${fmt(bareRate)} msg/s`, ratio: '' },
-      { what: 'replay (decode + recovery state)', rate: `${fmt(replayRate)} msg/s`, ratio: fmt(replayRate / bareRate, 2) },
-      { what: 'raw puts of the same bytes', rate: `${fmt(written / 2 ** 20 / rawSec, 1)} MB/s`, ratio: '' },
-      { what: `flush (read ${fmt(bytes / 2 ** 20, 0)} MB of WAL, encode Arrow, put ${fmt(written / 2 ** 20, 0)} MB)`, rate: `${fmt(written / 2 ** 20 / flushSec, 1)} MB/s`, ratio: fmt(rawSec / flushSec, 2) },
-    ]);
+    const maxMiB = DEFAULT_SEGMENT_LIMITS.maxBytes / MB;
+    printTable(
+      `Recovery: replay of a ${fmt(r.replayed)}-message tail (local backend); flush of its ${k} segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) through the inline flush queue (${concurrency} jobs at a time), beside raw puts of the same objects ${concurrency} at a time, per store`,
+      rows,
+    );
   } finally {
+    await s3rver?.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }
 }
