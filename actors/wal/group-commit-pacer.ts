@@ -1,10 +1,11 @@
 /**
- * How a burst of appends that finds the write pipe empty is cut into group commits. With two
- * groups in flight the appenders of the first are answered, and their next appends encoded, while
- * the second is written: encoding and I/O overlap. That pays only while a write takes less time
- * than encoding the burst; on a slower disk (or a remote backend) one group per write carries
- * more, since the backend writes one group after the other. Both costs are measured as the WAL
- * runs (moving averages); until they are known nothing is split.
+ * Whether the WAL overlaps encoding with writing. With two groups in flight the appenders of the
+ * first are answered, and their next appends encoded, while the second is written. That pays
+ * only while a write takes less time than encoding a wave of appends; on a slower disk (or a
+ * remote backend) one group per write carries more, since the backend writes one group after the
+ * other. So: overlap — split a burst that finds the pipe empty, hand the next group on as soon as
+ * one completes — or merge — let the appenders just answered join the pending group first. Both
+ * costs are measured as the WAL runs (moving averages); until they are known, merge.
  */
 
 /** A group commit is split in two only when each half would carry at least this many appends. */
@@ -33,11 +34,16 @@ export class GroupCommitPacer {
     if (service >= 0) this.writeMs = ewma(this.writeMs, service);
   }
 
+  /** True while writing a group is measured faster than encoding a wave of `appends`. */
+  shouldOverlap(appends: number): boolean {
+    if (!(this.writeMs > 0 && this.encodeMsPerAppend > 0)) return false;
+    return this.writeMs < this.encodeMsPerAppend * appends;
+  }
+
   /** Most appends in the first group when `pending` wait, no write is in flight and `freeSlots` writes may start. */
   firstGroupLimit(pending: number, freeSlots: number): number {
     if (freeSlots < 2 || pending < 2 * MIN_SPLIT_GROUP) return pending;
-    if (!(this.writeMs > 0 && this.encodeMsPerAppend > 0)) return pending;
-    return this.writeMs < this.encodeMsPerAppend * pending ? Math.ceil(pending / 2) : pending;
+    return this.shouldOverlap(pending) ? Math.ceil(pending / 2) : pending;
   }
 
   /** For status and logs. */

@@ -433,8 +433,14 @@ export class WalCore {
     });
   }
 
+  /** Group commits that may be in flight now: several only while overlapping encoding with writing pays (GroupCommitPacer). */
+  private writeSlots(): number {
+    const max = this.deps.options.maxInFlightWrites;
+    return max > 1 && this.pacer.shouldOverlap(this.appending) ? max : 1;
+  }
+
   private scheduleWrite(): void {
-    if (this.inFlight.length >= this.deps.options.maxInFlightWrites || this.writeScheduled || this.pending.length === 0) return;
+    if (this.writeScheduled || this.pending.length === 0 || this.inFlight.length >= this.writeSlots()) return;
     this.writeScheduled = true;
     const delay = this.deps.options.groupCommitDelayMs;
     if (delay > 0) this.deps.clock.setTimeout(() => dispatch(this.self, { type: 'startWrite' }), delay);
@@ -446,14 +452,15 @@ export class WalCore {
    * Hands group commits to the backend while fewer than `maxInFlightWrites` are outstanding. The
    * backend keeps call order, so ids still follow timetick order; completions are applied in batch
    * order. When a burst of appends finds the pipe empty (`split`), the pacer may cut it in two
-   * groups, so that encoding and I/O overlap. A completion hands the next group on whole, so that
-   * such waves of appenders keep their size.
+   * groups, so that encoding and I/O overlap; a completion then hands the next group on whole, so
+   * that such waves of appenders keep their size (see onWriteDone and GroupCommitPacer).
    */
   private startWrite(split: boolean): void {
     if (!this.log) return;
-    const { groupCommitMaxMessages, groupCommitMaxBytes, maxInFlightWrites } = this.deps.options;
-    while (this.pending.length > 0 && this.inFlight.length < maxInFlightWrites) {
-      const free = maxInFlightWrites - this.inFlight.length;
+    const { groupCommitMaxMessages, groupCommitMaxBytes } = this.deps.options;
+    const slots = this.writeSlots();
+    while (this.pending.length > 0 && this.inFlight.length < slots) {
+      const free = slots - this.inFlight.length;
       let limit = groupCommitMaxMessages;
       if (split && this.inFlight.length === 0) limit = Math.min(limit, this.pacer.firstGroupLimit(this.pending.length, free));
       let n = 0;
@@ -498,7 +505,15 @@ export class WalCore {
       if (this.pending.length > 0) this.startWrite(false);
       return;
     }
-    if (this.state === 'open') this.startWrite(false);
+    if (this.state !== 'open' || this.pending.length === 0) return;
+    if (this.pacer.shouldOverlap(this.appending)) {
+      this.startWrite(false);
+    } else if (!this.writeScheduled) {
+      // Merge: the appenders just answered come back with their next appends in their own
+      // mailbox turn; the write starts after it, so they join the pending group.
+      this.writeScheduled = true;
+      setImmediate(() => dispatch(this.self, { type: 'startWrite' }));
+    }
   }
 
   /** Publishes a durable group: ids, write-ahead buffer, recovery storage, answers. False if the backend broke id order. */

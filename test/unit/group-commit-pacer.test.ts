@@ -40,6 +40,15 @@ describe('GroupCommitPacer', () => {
     expect(p.firstGroupLimit(64, 2)).toBe(32);
   });
 
+  test('overlaps while a write is faster than encoding the wave, merges otherwise and while costs are unknown', () => {
+    const p = new GroupCommitPacer();
+    expect(p.shouldOverlap(64)).toBe(false);
+    p.observeEncoding(64, 0.64);
+    p.observeWrite(0, 0.3);
+    expect(p.shouldOverlap(64)).toBe(true);
+    expect(p.shouldOverlap(16)).toBe(false); // 16 appends encode in 0.16 ms < 0.3 ms
+  });
+
   test('follows a disk that slows down', () => {
     const p = new GroupCommitPacer();
     p.observeEncoding(64, 0.64);

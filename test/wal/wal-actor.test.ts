@@ -141,6 +141,69 @@ describe('WAL actor', () => {
       }
     });
 
+    test('when writes turn slow, the appenders answered by one write join the next group again instead of waving in halves', async () => {
+      let latencyMs = 0;
+      const inner = new MemoryWalBackend();
+      let writes = 0;
+      let records = 0;
+      const counting: WalBackend = {
+        name: 'slow',
+        close: () => inner.close(),
+        async open(ch) {
+          const log = await inner.open(ch);
+          // One write after the other, like a disk: each takes latencyMs once the previous is done.
+          let disk: Promise<unknown> = Promise.resolve();
+          return {
+            channel: log.channel,
+            append: (r) => {
+              writes++;
+              records += r.length;
+              const ms = latencyMs;
+              const done = disk.then(() => (ms > 0 ? new Promise((res) => setTimeout(res, ms)) : undefined)).then(() => log.append(r));
+              disk = done.catch(() => undefined);
+              return done;
+            },
+            read: (o) => log.read(o),
+            truncate: (id) => log.truncate(id),
+            oldestId: () => log.oldestId(),
+            close: () => log.close(),
+          };
+        },
+      };
+      const f2 = await walFixture(counting);
+      try {
+        const wal = await f2.open('s0', 1, { timetickIntervalMs: 60_000 });
+        await wal.append(createCollection('s0_1v0', 1));
+        await wal.append(insert('s0_1v0', 1));
+        // 32 appenders, each appending in a loop: fast writes first (the WAL overlaps, in waves of
+        // 16), then 20 ms writes, where one group per write carries more.
+        let slowWritesSeen = 0;
+        let w0 = 0;
+        let r0 = 0;
+        await Promise.all(
+          Array.from({ length: 32 }, async () => {
+            for (let i = 0; i < 20; i++) await wal.append(insert('s0_1v0', 1));
+            if (latencyMs === 0) {
+              latencyMs = 20;
+            }
+            for (let i = 0; i < 15; i++) {
+              await wal.append(insert('s0_1v0', 1));
+              // Measure once the WAL has seen a few slow writes.
+              if (++slowWritesSeen === 32 * 5) {
+                w0 = writes;
+                r0 = records;
+              }
+            }
+          }),
+        );
+        expect(records - r0).toBeGreaterThanOrEqual(32 * 9);
+        // Nearly every write carries all 32 appenders (a few fewer for TimeTicks or stragglers).
+        expect((records - r0) / (writes - w0)).toBeGreaterThan(24);
+      } finally {
+        await f2.close();
+      }
+    });
+
     test('when a group commit fails, the later group in flight and the pending appends fail with it', async () => {
       const { backend, held, ctl } = heldBackend();
       const f2 = await walFixture(backend);
