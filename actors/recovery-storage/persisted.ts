@@ -18,7 +18,18 @@ const SEGMENT = 'segment/';
 const FLUSHED = flushedKeyPath(0).replace(/0$/, '');
 const CHECKPOINT = 'checkpoint';
 
-export async function loadRecoveryState(meta: MetaStore, pchannel: string): Promise<RecoveryState> {
+/** What a pchannel's MetaStore namespace holds: the recovery state as persisted, and the segments the flush worker committed. */
+export interface LoadedRecoveryState {
+  state: RecoveryState;
+  /**
+   * Segments with a flush commit. The commit can be newer than the segment's record (its owner died
+   * before it persisted the segment again): apply them with `applyFlushed` after the replay, which
+   * brings such a record up to date first (its last rows, its flush marker).
+   */
+  flushed: ReadonlySet<number>;
+}
+
+export async function loadRecoveryState(meta: MetaStore, pchannel: string): Promise<LoadedRecoveryState> {
   const prefix = pchannelPrefix(pchannel);
   const all = await meta.list(prefix);
   const state = new RecoveryState();
@@ -32,12 +43,13 @@ export async function loadRecoveryState(meta: MetaStore, pchannel: string): Prom
     } else if (path.startsWith(FLUSHED)) flushed.add(Number(path.slice(FLUSHED.length)));
     else if (path === CHECKPOINT) state.checkpoint = JSON.parse(v.value) as Checkpoint;
   }
-  for (const id of flushed) {
-    const s = state.segments.get(id);
-    if (s) s.state = 'flushed';
-  }
   state.persistedCheckpoint = state.checkpoint;
-  return state;
+  return { state, flushed };
+}
+
+/** Marks the committed segments flushed; a record that did not say so yet is dirty (rewritten at the next persist). */
+export function applyFlushed(state: RecoveryState, flushed: ReadonlySet<number>): void {
+  for (const id of flushed) state.markFlushed(id);
 }
 
 /** Writes what is dirty, then the checkpoint. Returns how many keys were written. */

@@ -1,8 +1,8 @@
 /**
  * Recovery of a pchannel on open: load the persisted state, then replay the WAL from the
  * checkpoint up to the new term's first TimeTick (messages at or below the checkpoint's timetick
- * are skipped; messages of unknown or dropped collections are tolerated). Logs progress with rate
- * and ETA on long replays.
+ * are skipped; messages of unknown or dropped collections are tolerated), then apply the flush
+ * commits. Logs progress with rate and ETA on long replays.
  */
 import type { Clock } from '../../runtime/clock';
 import type { Logger } from '../../runtime/logger';
@@ -11,7 +11,7 @@ import type { MessageId } from '../../runtime/message/message-id';
 import type { LogMessage } from '../../runtime/message/types';
 import type { WalLog } from '../../storage/wal/backend';
 import type { MetaStore } from '../../storage/meta/meta-store';
-import { loadRecoveryState } from './persisted';
+import { applyFlushed, loadRecoveryState } from './persisted';
 import type { RecoveryState } from './state';
 
 export interface ReplayProgress {
@@ -51,7 +51,7 @@ export async function recover(opts: {
   progressEveryMs?: number;
 }): Promise<Recovered> {
   const { pchannel, log, meta, untilId, clock, logger } = opts;
-  const state = await loadRecoveryState(meta, pchannel);
+  const { state, flushed } = await loadRecoveryState(meta, pchannel);
   const cp = state.checkpoint;
   const skipAtOrBelow = cp ? BigInt(cp.timetick) : -1n;
   // Read from the idempotency window's start when it is before the checkpoint: messages up to the
@@ -93,6 +93,9 @@ export async function recover(opts: {
   } finally {
     abort.abort();
   }
+  // After the replay: a segment committed by the flush worker after its record was last persisted
+  // first gets the rows and the flush marker its record lacks, then its flushed state.
+  applyFlushed(state, flushed);
   const ms = clock.monotonic() - t0;
   if (ms >= (opts.progressEveryMs ?? 1000)) opts.onProgress?.({ pchannel, replayed, total: replayed, ratePerSec: Math.round(replayed / (ms / 1000)), etaSec: 0, done: true });
   logger.info('pchannel recovered', {

@@ -38,6 +38,13 @@ export interface SegmentRecord {
   createTimetick: string;
   flushId?: MessageId;
   flushTimetick?: string;
+  /**
+   * Timetick (decimal) of the last Insert counted in `rows`/`bytes`. The record can be persisted
+   * with a newer state than the checkpoint (metadata first, checkpoint after: a crash in between),
+   * so a replay from the checkpoint meets inserts it already counted: those are not counted again.
+   * Absent in records written before it existed (then every replayed insert counts).
+   */
+  insertTimetick?: string;
 }
 
 export class RecoveryState {
@@ -118,9 +125,10 @@ export class RecoveryState {
         break;
       case 'Insert': {
         const s = this.segments.get(m.header.segmentId);
-        if (s && s.state === 'growing') {
+        if (s && s.state === 'growing' && (s.insertTimetick === undefined || m.timetick > BigInt(s.insertTimetick))) {
           s.rows += m.header.rows;
           s.bytes += m.header.bytes;
+          s.insertTimetick = m.timetick.toString();
           this.dirtySegments.add(s.segmentId);
         }
         break;

@@ -88,11 +88,27 @@ export interface WalstreamProcess {
   kill9(): Promise<void>;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
+  /** Writes a line to the process's stdin (only when started with `script`). */
+  send(line: string): void;
 }
 
-export async function startWalstream(role: 'coordinator' | 'node', id: string, flags: Record<string, string>, timeoutMs = 30_000): Promise<WalstreamProcess> {
-  const argv = [PROCESS, role, '--nodeId', id, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])];
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALSTREAM_LOG_LEVEL: process.env.WALSTREAM_LOG_LEVEL ?? 'warn' } });
+export interface StartWalstreamOptions {
+  /**
+   * A fixture to run instead of test/cluster/fixtures/cluster-process.js; it gets the flags only
+   * (no role argument), its stdin is a pipe (`send`), and it must print `ready` like the default one.
+   */
+  script?: string;
+}
+
+export async function startWalstream(role: 'coordinator' | 'node', id: string, flags: Record<string, string>, timeoutMs = 30_000, options: StartWalstreamOptions = {}): Promise<WalstreamProcess> {
+  const flagArgs = ['--nodeId', id, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])];
+  const argv = options.script !== undefined ? [options.script, ...flagArgs] : [PROCESS, role, ...flagArgs];
+  const child = spawn(process.execPath, argv, {
+    stdio: [options.script !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env: { ...process.env, WALSTREAM_LOG_LEVEL: process.env.WALSTREAM_LOG_LEVEL ?? 'warn' },
+  });
+  // A write to the stdin of a process that just died fails with EPIPE; that is no test failure.
+  child.stdin?.on('error', () => undefined);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -124,5 +140,9 @@ export async function startWalstream(role: 'coordinator' | 'node', id: string, f
         child.once('exit', (code) => resolve(code));
         child.kill('SIGTERM');
       }),
+    send: (line) => {
+      if (!child.stdin) throw new Error(`${role} ${id} has no stdin pipe (started without a script)`);
+      child.stdin.write(`${line}\n`);
+    },
   };
 }
