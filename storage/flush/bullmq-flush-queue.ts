@@ -64,6 +64,15 @@ export class BullMqFlushQueue implements FlushQueue {
   }
 }
 
+/**
+ * How fast a job held by a dead worker (a killed node) is taken over. BullMQ's defaults (30 s lock,
+ * 30 s stall check, failed for good after one stall) left such a segment unflushed for ~90 s, or
+ * until its pchannel moved. A job may safely run twice (same files, the commit is a term CAS), so
+ * the lock is short and stalls are retried; the lock is renewed every half lock by the worker's
+ * event loop, which the flush threads keep free.
+ */
+export const FLUSH_JOB_LOCK = { lockDurationMs: 5_000, stalledIntervalMs: 2_000, maxStalledCount: 10 } as const;
+
 /** Runs flush jobs from the BullMQ queue on this process. */
 export class BullMqFlushRunner {
   private readonly worker: Worker<FlushJob>;
@@ -86,7 +95,14 @@ export class BullMqFlushRunner {
           throw err;
         }
       },
-      { connection: opts.connection, prefix: opts.prefix ?? 'walstream', concurrency: opts.concurrency ?? 2 },
+      {
+        connection: opts.connection,
+        prefix: opts.prefix ?? 'walstream',
+        concurrency: opts.concurrency ?? 2,
+        lockDuration: FLUSH_JOB_LOCK.lockDurationMs,
+        stalledInterval: FLUSH_JOB_LOCK.stalledIntervalMs,
+        maxStalledCount: FLUSH_JOB_LOCK.maxStalledCount,
+      },
     );
     this.worker.on('completed', (job) => this.logger.info('segment flushed', { jobId: job.id, pchannel: job.data.pchannel, segmentId: job.data.segmentId, term: job.data.term }));
     this.worker.on('failed', (job, err) => this.logger.warn('flush attempt failed', { jobId: job?.id, attemptsMade: job?.attemptsMade, error: err.message }));

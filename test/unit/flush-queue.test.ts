@@ -91,4 +91,33 @@ describe('flush queues', () => {
       await q.close();
     }
   });
+
+  test('BullMQ: a job held by a worker that died is taken over within seconds, not BullMQ\'s ~90 s', async () => {
+    const prefix = `walstream-test-${randomUUID().slice(0, 8)}`;
+    const connection = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null };
+    // The first runner takes the job and never finishes it; then it is gone without a word (as a
+    // killed node: force-closed, its lock neither released nor renewed).
+    let started!: () => void;
+    const taken = new Promise<void>((r) => (started = r));
+    const stuck: FlushWorker = { process: () => (started(), new Promise<void>(() => undefined)) };
+    const dead = new BullMqFlushRunner(stuck, { connection, prefix });
+    const q = new BullMqFlushQueue({ connection, prefix, backoffMs: 10 });
+    const worker = new ScriptedWorker(() => undefined);
+    let heir: BullMqFlushRunner | undefined;
+    try {
+      await q.submit(job(7));
+      await taken;
+      await dead.bullWorker.close(true);
+      const t0 = Date.now();
+      heir = new BullMqFlushRunner(worker, { connection, prefix });
+      await eventually(() => worker.done.has(7), 20_000, 'job taken over');
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(await q.bullQueue.getJobState('p0-7-t1')).toBe('completed');
+    } finally {
+      await heir?.close();
+      await dead.close().catch(() => undefined);
+      await q.bullQueue.obliterate({ force: true }).catch(() => undefined);
+      await q.close();
+    }
+  }, 30_000);
 });
