@@ -165,6 +165,13 @@ export interface S3Config {
 export interface FlushConfig {
   /** How sealed segments reach the flush worker: `inline` (in-process) or `bullmq` (Redis queue). Default `inline` in standalone mode, else `bullmq`. */
   queue: FlushQueueKind;
+  /**
+   * Threads (node:worker_threads) that run the CPU-heavy part of flush jobs (read the WAL range,
+   * encode the Arrow files, hash and put them), off the event loop of the WALs; 0 runs it on the
+   * main thread. With wal.backend memory it always runs on the main thread (that log exists only there).
+   * Default 2 (the flush queues run 2 jobs at a time).
+   */
+  threads: number;
 }
 
 /** Seal policies of growing segments. */
@@ -409,6 +416,15 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
           values: FLUSH_QUEUES,
           default: { dependsOn: ['mode'], derive: ({ config }) => (config.mode === 'standalone' ? 'inline' : 'bullmq'), describe: 'inline in standalone mode, else bullmq' },
           doc: 'How sealed segments reach the flush worker: inline (in-process) or bullmq (Redis queue).',
+        },
+        threads: {
+          kind: 'int',
+          min: 0,
+          max: 64,
+          unit: COUNT,
+          note: '0 = on the main thread',
+          default: 2,
+          doc: 'Threads (node:worker_threads) that run the CPU-heavy part of flush jobs (read the WAL range, encode the Arrow files, hash and put them), off the event loop of the WALs; 0 runs it on the main thread. With wal.backend memory it always runs on the main thread (that log exists only there).',
         },
       },
     },

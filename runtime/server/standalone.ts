@@ -34,7 +34,8 @@ import type { NodeWalDeps } from '../../actors/streaming-node/node-actor';
 import type { ObjectStore } from '../../storage/objects/object-store';
 import { openObjectStore } from '../../storage/objects/open';
 import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
-import { SegmentFlushWorker } from '../../storage/flush/flush-worker';
+import type { SegmentFlushWorker } from '../../storage/flush/flush-worker';
+import { createFlushWorker, localWalDir } from '../../storage/flush/from-config';
 
 export interface StandaloneOverrides {
   clock?: Clock;
@@ -42,7 +43,10 @@ export interface StandaloneOverrides {
   backendFor?: (nodeId: string, shared: WalBackend) => WalBackend;
   /** Wraps the MetaStore (fault injection in tests). */
   metaFor?: (meta: MetaStore) => MetaStore;
-  /** Wraps the object store (fault injection in tests). */
+  /**
+   * Wraps the object store (fault injection in tests). Flush jobs then run on the main thread:
+   * flush threads open their own store, without the wrapper.
+   */
   objectsFor?: (objects: ObjectStore) => ObjectStore;
   restartPolicy?: RestartPolicy;
   /** How long start() waits for every pchannel to be ready. Default 60000 ms. */
@@ -61,7 +65,7 @@ export class StandaloneServer {
     private readonly system: Ref<never>,
     private readonly coordinator: Ref<CoordinatorMsg>,
     private readonly nodes: Map<string, Ref<NodeMsg>>,
-    private readonly resources: { meta: MetaStore; oracle: TimestampOracle; backend: WalBackend; objects: ObjectStore; flushQueue: InlineFlushQueue },
+    private readonly resources: { meta: MetaStore; oracle: TimestampOracle; backend: WalBackend; objects: ObjectStore; flushQueue: InlineFlushQueue; flushWorker: SegmentFlushWorker },
     private readonly logger: Logger,
   ) {}
 
@@ -75,13 +79,15 @@ export class StandaloneServer {
     let oracle: TimestampOracle | undefined;
     let backend: WalBackend | undefined;
     let objects: ObjectStore | undefined;
+    let flushWorker: SegmentFlushWorker | undefined;
     let flushQueue: InlineFlushQueue | undefined;
     try {
       oracle = await TimestampOracle.open({ store: new FileTsoStore(path.join(dataDir, 'tso', 'bound.json')), clock });
-      backend = createBackend(config, dataDir, clock);
+      backend = createBackend(config, clock);
       objects = await openObjectStore(config.objectStore, clock);
       if (overrides.objectsFor) objects = overrides.objectsFor(objects);
-      flushQueue = new InlineFlushQueue(new SegmentFlushWorker({ backend, objects, meta, root: config.objectStore.rootPath }), clock);
+      flushWorker = createFlushWorker(config, { backend, objects, meta, ...(overrides.objectsFor ? { inThreadBecause: 'the object store is wrapped (objectsFor)' } : {}) });
+      flushQueue = new InlineFlushQueue(flushWorker, clock);
       const walShared: NodeWalDeps = {
         meta,
         flushQueue,
@@ -126,12 +132,13 @@ export class StandaloneServer {
         nodes.set(nodeId, ref);
         dispatch(coordinator, { type: 'nodeUp', nodeId });
       }
-      const server = new StandaloneServer(config, client, nodeIds, system, coordinator, nodes, { meta, oracle, backend, objects, flushQueue }, logger);
+      const server = new StandaloneServer(config, client, nodeIds, system, coordinator, nodes, { meta, oracle, backend, objects, flushQueue, flushWorker }, logger);
       await server.waitUntilReady(overrides.readyTimeoutMs ?? 60_000, clock);
       logger.info('walstream standalone ready', { dataDir, nodes: nodeIds, pchannels: config.pchannels.count, walBackend: config.wal.backend });
       return server;
     } catch (e) {
       await flushQueue?.close().catch(() => undefined);
+      await flushWorker?.close().catch(() => undefined);
       await objects?.close().catch(() => undefined);
       await oracle?.close().catch(() => undefined);
       await backend?.close().catch(() => undefined);
@@ -157,6 +164,11 @@ export class StandaloneServer {
   /** The in-process flush queue (standalone runs flush jobs itself). */
   get flushQueue(): InlineFlushQueue {
     return this.resources.flushQueue;
+  }
+
+  /** The flush worker behind the queue: its `threads` are the flush threads (undefined: jobs run on the main thread). */
+  get flushWorker(): SegmentFlushWorker {
+    return this.resources.flushWorker;
   }
 
   get walBackend(): WalBackend {
@@ -196,6 +208,7 @@ export class StandaloneServer {
     );
     stop(this.system);
     await this.resources.flushQueue.close().catch(() => undefined);
+    await this.resources.flushWorker.close().catch(() => undefined); // ends the flush threads
     await this.resources.objects.close().catch(() => undefined);
     await this.resources.oracle.close().catch(() => undefined);
     await this.resources.backend.close().catch(() => undefined);
@@ -210,11 +223,11 @@ function nodeRef(nodes: Map<string, Ref<NodeMsg>>, node: string): Ref<NodeMsg> {
   return r;
 }
 
-function createBackend(config: WalstreamConfig, dataDir: string, clock: Clock): WalBackend {
+function createBackend(config: WalstreamConfig, clock: Clock): WalBackend {
   switch (config.wal.backend) {
     case 'local':
       return new LocalWalBackend({
-        dir: path.join(dataDir, 'wal'),
+        dir: localWalDir(config), // where flush threads read it too
         fsync: config.wal.local.fsync,
         fsyncIntervalMs: config.wal.local.fsyncIntervalMs,
         segmentBytes: config.wal.local.segmentBytes,

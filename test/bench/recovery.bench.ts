@@ -8,8 +8,11 @@
  *   backend, beside a bare read of the same entries (no decoding) in the same run.
  * - Flush: the k sealed segments go through the real flush path of standalone, an InlineFlushQueue
  *   (default concurrency: 2 jobs at a time, so the WAL read and encoding of one segment overlap the
- *   puts of another) running SegmentFlushWorker jobs (read the WAL range, encode Arrow, checksums,
- *   put the files and the manifest, commit at the term); timed from the first submit until the
+ *   puts of another) running the SegmentFlushWorker that createFlushWorker builds from the
+ *   configuration (read the WAL range, encode Arrow, checksums, put the files and the manifest on
+ *   a flush thread, commit at the term on the main thread), once with the default flush.threads (2:
+ *   the threads start lazily on the first jobs, inside the timing) and once with flush.threads = 0
+ *   (everything on the main thread, as before flush threads); timed from the first submit until the
  *   queue is drained with every segment committed. Beside it, raw puts of the very objects the
  *   flush wrote (same keys under `raw/`, same bytes, same store), as many at a time as the queue
  *   runs jobs. For two stores in the same run: the LocalObjectStore (fsync on, as in standalone)
@@ -35,8 +38,11 @@ import { pchannelKey, type MetaStore } from '../../storage/meta/meta-store';
 import type { ObjectStore } from '../../storage/objects/object-store';
 import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
 import { S3ObjectStore } from '../../storage/objects/s3/s3-object-store';
-import { SegmentFlushWorker, type FlushedSegment } from '../../storage/flush/flush-worker';
+import type { FlushedSegment } from '../../storage/flush/flush-worker';
 import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
+import { createFlushWorker } from '../../storage/flush/from-config';
+import { loadConfig } from '../../config/load';
+import type { WalstreamConfig } from '../../config/schema';
 import { flushedKeyPath, type FlushJob } from '../../storage/flush/flush-queue';
 import { recover } from '../../actors/recovery-storage/replay';
 import type { SegmentRecord } from '../../actors/recovery-storage/state';
@@ -156,6 +162,8 @@ async function startS3rverProcess(): Promise<{ server: Pick<S3rverFixture, 'endp
 }
 
 interface StoreResult {
+  /** Flush threads the worker used (0: the main thread). */
+  threads: number;
   flushSec: number;
   rawSec: number;
   /** Bytes the flush put (data files and manifests). */
@@ -166,10 +174,11 @@ interface StoreResult {
 }
 
 /**
- * Flushes every segment through an InlineFlushQueue built as standalone builds it, then puts the
- * same objects again (under `raw/`), as many at a time as the queue runs jobs.
+ * Flushes every segment through an InlineFlushQueue and the flush worker built as standalone builds
+ * them from `config` (its objectStore is `objects`; its WAL directory is the backend's), then puts
+ * the same objects again (under `raw/`), as many at a time as the queue runs jobs.
  */
-async function flushInto(objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
+async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
   // A new owner term for each store: the commits this run makes are the ones at this term.
   await meta.bumpTerm(PCHANNEL, await meta.pchannelTerm(PCHANNEL));
   const term = await meta.pchannelTerm(PCHANNEL);
@@ -185,7 +194,8 @@ async function flushInto(objects: ObjectStore, backend: LocalWalBackend, meta: M
     toId: s.flushId!,
     toTimetick: s.flushTimetick!,
   }));
-  const queue = new InlineFlushQueue(new SegmentFlushWorker({ backend, objects, meta, root: ROOT }), systemClock, { logger });
+  const worker = createFlushWorker(config, { backend, objects, meta, logger });
+  const queue = new InlineFlushQueue(worker, systemClock, { logger });
   const concurrency = queue['concurrency']; // the default, as standalone runs it
   let deadline: NodeJS.Timeout | undefined;
   let flushSec: number;
@@ -202,6 +212,7 @@ async function flushInto(objects: ObjectStore, backend: LocalWalBackend, meta: M
   } finally {
     clearTimeout(deadline);
     await queue.close();
+    await worker.close();
   }
   if (queue.completed !== jobs.length || queue.failed !== 0) throw new Error(`flush: ${queue.completed} of ${jobs.length} jobs committed, ${queue.failed} failed`);
   for (const s of segments) {
@@ -224,7 +235,9 @@ async function flushInto(objects: ObjectStore, backend: LocalWalBackend, meta: M
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, putter));
   const rawSec = (performance.now() - t0) / 1000;
-  return { flushSec, rawSec, written, objects: flushed.length, concurrency };
+  await objects.deletePrefix(`${ROOT}/`); // the next run writes them again
+  await objects.deletePrefix('raw/');
+  return { threads: worker.threads?.size ?? 0, flushSec, rawSec, written, objects: flushed.length, concurrency };
 }
 
 export async function runRecoveryBench(): Promise<void> {
@@ -272,26 +285,46 @@ export async function runRecoveryBench(): Promise<void> {
     let concurrency = 0;
     const report = (store: string, res: StoreResult): void => {
       concurrency = res.concurrency;
+      const on = res.threads === 0 ? 'main thread' : `${res.threads} flush threads`;
       rows.push(
         { what: `${store}: raw puts of the same ${res.objects} objects`, rate: `${fmt(res.written / MB / res.rawSec, 1)} MB/s`, ratio: '' },
-        { what: `${store}: flush (${k} segments: read ${fmt(bytes / MB, 0)} MB of WAL, encode Arrow, put ${fmt(res.written / MB, 0)} MB)`, rate: `${fmt(res.written / MB / res.flushSec, 1)} MB/s`, ratio: fmt(res.rawSec / res.flushSec, 2) },
+        { what: `${store}: flush on the ${on} (${k} segments: read ${fmt(bytes / MB, 0)} MB of WAL, encode Arrow, put ${fmt(res.written / MB, 0)} MB)`, rate: `${fmt(res.written / MB / res.flushSec, 1)} MB/s`, ratio: fmt(res.rawSec / res.flushSec, 2) },
       );
     };
+    /** The configuration a standalone process on `dir` would have, with this object store. */
+    const configWith = (threads: number, objectStore: Record<string, string>): WalstreamConfig =>
+      loadConfig({ flags: { dataDir: dir, 'objectStore.rootPath': ROOT, 'flush.threads': String(threads), ...objectStore } });
+    const threadCounts = [configWith(2, {}).flush.threads, 0]; // the default, then everything on the main thread
 
-    progress(`flush of ${k} segments into the local object store`);
+    const localStore = { 'objectStore.kind': 'local', 'objectStore.local.dir': path.join(dir, 'objects') };
     const local = await LocalObjectStore.open({ dir: path.join(dir, 'objects') });
     try {
-      report('local', await flushInto(local, backend, meta, sealed, logger));
+      for (const threads of threadCounts) {
+        progress(`flush of ${k} segments into the local object store (flush.threads = ${threads})`);
+        report('local', await flushInto(configWith(threads, localStore), local, backend, meta, sealed, logger));
+      }
     } finally {
       await local.close();
     }
 
-    progress(`flush of ${k} segments into the S3 object store (s3rver in a child process)`);
     s3rver = await startS3rverProcess();
     const { server } = s3rver;
+    const endpoint = new URL(server.endpoint);
+    const s3Store = {
+      'objectStore.kind': 's3',
+      'objectStore.s3.endPoint': endpoint.hostname,
+      'objectStore.s3.port': endpoint.port,
+      'objectStore.s3.accessKey': server.accessKey,
+      'objectStore.s3.secretKey': server.secretKey,
+      'objectStore.s3.region': server.region,
+      'objectStore.s3.bucket': 'walstream-bench',
+    };
     const s3 = await S3ObjectStore.open({ endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, region: server.region, bucket: 'walstream-bench' });
     try {
-      report('s3', await flushInto(s3, backend, meta, sealed, logger));
+      for (const threads of threadCounts) {
+        progress(`flush of ${k} segments into the S3 object store (s3rver in a child process; flush.threads = ${threads})`);
+        report('s3', await flushInto(configWith(threads, s3Store), s3, backend, meta, sealed, logger));
+      }
     } finally {
       await s3.close();
     }
@@ -300,7 +333,7 @@ export async function runRecoveryBench(): Promise<void> {
 
     const maxMiB = DEFAULT_SEGMENT_LIMITS.maxBytes / MB;
     printTable(
-      `Recovery: replay of a ${fmt(r.replayed)}-message tail (local backend); flush of its ${k} segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) through the inline flush queue (${concurrency} jobs at a time), beside raw puts of the same objects ${concurrency} at a time, per store`,
+      `Recovery: replay of a ${fmt(r.replayed)}-message tail (local backend); flush of its ${k} segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) through the inline flush queue (${concurrency} jobs at a time; on flush threads, then on the main thread), beside raw puts of the same objects ${concurrency} at a time, per store`,
       rows,
     );
   } finally {

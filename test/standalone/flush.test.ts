@@ -126,6 +126,37 @@ describe('segments, flush and recovery (standalone)', () => {
     expect((await flushedSegments(server, pchannel)).map((s) => s.segmentId)).toEqual([realId]);
   });
 
+  test('flush jobs run on flush threads (flush.threads, default 2), which end when the server closes', async () => {
+    server = await StandaloneServer.start(config(dir));
+    const c = server.client;
+    const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
+    const vchannel = info.vchannels[0]!;
+    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const threads = server.flushWorker.threads!;
+    expect(threads.size).toBe(2);
+    expect(threads.live).toHaveLength(0); // started by the first flush job
+    for (let i = 0; i < 12; i++) await c.insert({ collection: 'docs', columns: rows(1 + i * 10, 10) }); // 120 rows: 50 + 50 + 20
+    await c.flush('docs');
+    await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 120, 15_000, 'all rows flushed');
+    expect(threads.live.length).toBeGreaterThanOrEqual(1);
+    const exits = threads.live.map((t) => new Promise<number>((resolve) => t.worker.once('exit', resolve)));
+    await server.close();
+    server = undefined;
+    expect(await Promise.all(exits)).toEqual(exits.map(() => 0));
+    expect(threads.live).toHaveLength(0);
+  });
+
+  test('with flush.threads = 0 flush jobs run on the main thread', async () => {
+    server = await StandaloneServer.start(config(dir, { 'flush.threads': '0' }));
+    expect(server.flushWorker.threads).toBeUndefined();
+    const c = server.client;
+    const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
+    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    await c.insert({ collection: 'docs', columns: rows(1, 20) });
+    await c.flush('docs');
+    await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 20, 15_000, 'all rows flushed');
+  });
+
   test('recovery checkpoint persists, the WAL is truncated below flushed data, and a restart recovers from the checkpoint', async () => {
     server = await StandaloneServer.start(config(dir, { 'wal.local.segmentBytes': '4096' }));
     const c = server.client;

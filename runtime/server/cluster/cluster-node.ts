@@ -3,11 +3,11 @@
  * when it cannot renew), serves its mailbox address (assign/remove from the coordinator, appends
  * and subscriptions from clients), runs its WALs on the configured backend (Redis Streams, or local
  * files on a disk every node shares), takes timestamps from the cluster TSO on Redis, queues flush
- * jobs on BullMQ and runs flush jobs itself. `close()` leaves the cluster gracefully.
+ * jobs on BullMQ and runs flush jobs itself (their file step on flush threads, as in standalone:
+ * storage/flush/from-config.ts). `close()` leaves the cluster gracefully.
  */
 import { start, stop, type Ref } from 'nact';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import Redis from 'ioredis';
 import { systemClock, type Clock } from '../../clock';
 import { ask } from '../../ask';
@@ -25,7 +25,8 @@ import { LocalWalBackend } from '../../../storage/wal/local/local-backend';
 import { openObjectStore } from '../../../storage/objects/open';
 import type { ObjectStore } from '../../../storage/objects/object-store';
 import { BullMqFlushQueue, BullMqFlushRunner } from '../../../storage/flush/bullmq-flush-queue';
-import { SegmentFlushWorker } from '../../../storage/flush/flush-worker';
+import type { SegmentFlushWorker } from '../../../storage/flush/flush-worker';
+import { createFlushWorker, localWalDir, redisWalKeyPrefix } from '../../../storage/flush/from-config';
 import { spawnStreamingNode } from '../../../actors/streaming-node/node-actor';
 import type { NodeMsg } from '../../../actors/streaming-node/messages';
 import { walOptions } from '../../../actors/wal/options';
@@ -49,6 +50,7 @@ export class ClusterNode {
       objects: ObjectStore;
       flushQueue: BullMqFlushQueue;
       flushRunner: BullMqFlushRunner;
+      flushWorker: SegmentFlushWorker;
       tsoRedis: Redis;
     },
     private readonly logger: Logger,
@@ -66,12 +68,14 @@ export class ClusterNode {
     const mailbox = await RedisMailbox.connect({ redis, prefix, clock });
     const backend: WalBackend =
       config.wal.backend === 'redis'
-        ? await RedisWalBackend.connect({ redis: config.redis.url, keyPrefix: `${prefix}:wal:`, clock })
-        : new LocalWalBackend({ dir: path.join(path.resolve(config.dataDir), 'wal'), fsync: config.wal.local.fsync, fsyncIntervalMs: config.wal.local.fsyncIntervalMs, segmentBytes: config.wal.local.segmentBytes, clock });
+        ? await RedisWalBackend.connect({ redis: config.redis.url, keyPrefix: redisWalKeyPrefix(config), clock })
+        : new LocalWalBackend({ dir: localWalDir(config), fsync: config.wal.local.fsync, fsyncIntervalMs: config.wal.local.fsyncIntervalMs, segmentBytes: config.wal.local.segmentBytes, clock });
     const objects = await openObjectStore(config.objectStore, clock);
     const connection = bullConnection(redis);
     const flushQueue = new BullMqFlushQueue({ connection, prefix });
-    const flushRunner = new BullMqFlushRunner(new SegmentFlushWorker({ backend, objects, meta, root: config.objectStore.rootPath }), { connection, prefix });
+    // The same worker as standalone: the file step of each job on flush threads (flush.threads).
+    const flushWorker = createFlushWorker(config, { backend, objects, meta, logger });
+    const flushRunner = new BullMqFlushRunner(flushWorker, { connection, prefix });
     const tsoRedis = new Redis({ ...redis, connectionName: 'walstream-tso' });
     // Without a listener ioredis prints "Unhandled error event" on every reconnect attempt; it reconnects on its own.
     tsoRedis.on('error', (e: unknown) => logger.debug('tso redis connection error', { error: String(e) }));
@@ -113,7 +117,7 @@ export class ClusterNode {
       },
     );
     logger.info('streaming node started', { node: config.nodeId, host: os.hostname(), walBackend: config.wal.backend, redis: `${redis.host}:${redis.port}` });
-    return new ClusterNode(config.nodeId, { system, node, meta, mailbox, server, membership, backend, objects, flushQueue, flushRunner, tsoRedis }, logger);
+    return new ClusterNode(config.nodeId, { system, node, meta, mailbox, server, membership, backend, objects, flushQueue, flushRunner, flushWorker, tsoRedis }, logger);
   }
 
   /** Leaves the cluster: unregister (the coordinator moves the pchannels now), stop serving, drain the WALs, release. Idempotent. */
@@ -129,7 +133,8 @@ export class ClusterNode {
     await p.server.close().catch(() => undefined);
     await ask<NodeMsg, void>(p.node, (replyTo) => ({ type: 'shutdown', replyTo }), 15_000, 'node shutdown').catch(() => undefined);
     stop(p.system);
-    await p.flushRunner.close().catch(() => undefined);
+    await p.flushRunner.close().catch(() => undefined); // waits for the jobs it runs
+    await p.flushWorker.close().catch(() => undefined); // then ends the flush threads
     await p.flushQueue.close().catch(() => undefined);
     await p.backend.close().catch(() => undefined);
     await p.objects.close().catch(() => undefined);

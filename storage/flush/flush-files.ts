@@ -1,0 +1,142 @@
+/**
+ * The file step of a flush job, the CPU-heavy part: read the segment's WAL range, take its rows,
+ * encode the Arrow files, hash them and put them (data files, then the manifest) into the object
+ * store. It commits nothing: SegmentFlushWorker checks the term before and commits after, on the
+ * caller's thread, while this step runs either there (flush.threads = 0, the memory WAL) or in a
+ * flush thread (flush-thread.ts) that opened its own WAL backend and object store. Both call this
+ * one function, so the two ways cannot drift apart.
+ *
+ * Everything it returns crosses a thread boundary (structured clone): plain data only.
+ */
+import { decodeLazily } from '../../runtime/message/codec';
+import type { DeleteMessage, LogMessage } from '../../runtime/message/types';
+import type { LogEntry, WalBackend } from '../wal/backend';
+import type { ObjectStore } from '../objects/object-store';
+import { SegmentEncoder, writeSegmentData, type DeleteBatch } from '../segments/segment-writer';
+import { TxnBuffer } from '../../actors/wal/scanner/txn-buffer';
+import type { FlushJob } from './flush-queue';
+
+/** What the file step wrote: the commit record is built from it and the job. */
+export interface FlushFiles {
+  /** Rows of the inserts file. */
+  rows: number;
+  /** Rows of the deletes file. */
+  deletes: number;
+  /** Object key of the manifest (present = the segment's files are complete). */
+  manifest: string;
+  /** The data files as the manifest names them: bytes and SHA-256. */
+  files: Record<'inserts' | 'deletes', { bytes: number; sha256: string }>;
+  /** node:worker_threads threadId of the thread that did the work (0 = the main thread). */
+  threadId: number;
+}
+
+export interface FlushFilesDeps {
+  /** Read-only access to the pchannel's log. */
+  backend: WalBackend;
+  objects: ObjectStore;
+  /** Layout root of segments in the object store. */
+  root: string;
+  /** node:worker_threads threadId of the calling thread, reported in FlushFiles. */
+  threadId: number;
+}
+
+/** Reads the job's WAL range, writes the segment's files and manifest; commits nothing. Idempotent. */
+export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Promise<FlushFiles> {
+  const segment = new SegmentEncoder({ collectionId: job.collectionId, partitionId: job.partitionId, segmentId: job.segmentId, schema: job.schema }, { root: deps.root });
+  const collector = new SegmentRowCollector(job, segment);
+  await readRange(deps.backend, job, collector);
+  for (const d of collector.deletesOfInsertedKeys()) segment.addDelete(d);
+  const encoded = await writeSegmentData(deps.objects, segment.finishData());
+  const { inserts, deletes } = encoded.manifest.files;
+  return {
+    rows: inserts.rows,
+    deletes: deletes.rows,
+    manifest: encoded.paths.manifest,
+    files: { inserts: { bytes: inserts.bytes, sha256: inserts.sha256 }, deletes: { bytes: deletes.bytes, sha256: deletes.sha256 } },
+    threadId: deps.threadId,
+  };
+}
+
+/** Feeds the segment's WAL range to the collector until it has everything. */
+async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentRowCollector): Promise<void> {
+  const log = await backend.open({ name: job.pchannel, term: 0, accessMode: 'ro' });
+  const abort = new AbortController();
+  try {
+    for await (const entry of log.read({ policy: { type: 'startFrom', id: job.fromId }, signal: abort.signal })) {
+      if (!collector.take(entry)) break;
+    }
+  } finally {
+    abort.abort();
+    await log.close();
+  }
+}
+
+/**
+ * Takes a segment's rows from its WAL range, entry by entry: the inserts assigned to the segment
+ * (committed transactions only, at their commit) go straight into the encoder, and the deletes of
+ * the collection (its partition or all partitions) are kept for deletesOfInsertedKeys.
+ *
+ * Only headers are decoded up front. An insert outside a transaction needs nothing else: if it is
+ * the segment's, its encoded columns are copied into the Arrow batches without decoding a value,
+ * otherwise its body is never read (not even checksummed: nothing of it is used). Everything else on
+ * the vchannel (transaction control and bodies, deletes, time ticks) is decoded whole and goes
+ * through a TxnBuffer, which assembles committed transactions and drops rolled back or expired ones.
+ */
+class SegmentRowCollector {
+  private readonly txns = new TxnBuffer();
+  /** Transactions with rows in this segment, still open at the flush marker. */
+  private readonly pendingTxns = new Set<bigint>();
+  private readonly deleteMsgs: LogMessage<DeleteMessage>[] = [];
+  private pastMarker = false;
+
+  constructor(
+    private readonly job: FlushJob,
+    private readonly segment: SegmentEncoder,
+  ) {}
+
+  /** Takes the next entry of the range; false once the range is complete (nothing after this entry is needed). */
+  take(entry: LogEntry): boolean {
+    const { job, pendingTxns } = this;
+    if (!this.pastMarker && entry.id >= job.toId) {
+      this.pastMarker = true;
+      if (pendingTxns.size === 0) return false;
+    }
+    const lazy = decodeLazily(entry.data);
+    const h = lazy.header;
+    if (h.vchannel !== job.vchannel && h.vchannel !== '') return true;
+    // Past the marker only the pending transactions matter (and time ticks, which expire them).
+    if (this.pastMarker && !(h.txn && pendingTxns.has(h.txn.id)) && h.type !== 'TimeTick') return true;
+    if (h.type === 'Insert' && h.txn === undefined) {
+      if (h.header.segmentId === job.segmentId) this.segment.addEncodedInsert(lazy.insertColumns(), h.timetick);
+      return true;
+    }
+    const m = { ...h, body: lazy.body(), id: entry.id, size: entry.data.length } as LogMessage;
+    if (!this.pastMarker && m.txn && m.type === 'Insert' && m.header.segmentId === job.segmentId) pendingTxns.add(m.txn.id);
+    const out = this.txns.handle(m);
+    if (m.txn && (m.type === 'CommitTxn' || m.type === 'RollbackTxn')) pendingTxns.delete(m.txn.id);
+    if (m.type === 'TimeTick') for (const id of [...pendingTxns]) if (!this.txns.isOpen(id)) pendingTxns.delete(id);
+    if (out?.type === 'Txn') for (const b of out.body.messages) this.keep(b);
+    else if (out && out.type !== 'TimeTick' && !(this.pastMarker && !m.txn)) this.keep(out);
+    return !(this.pastMarker && pendingTxns.size === 0);
+  }
+
+  /** The kept deletes, narrowed to the keys the segment's inserts hold (none when it has none). */
+  deletesOfInsertedKeys(): DeleteBatch[] {
+    if (this.deleteMsgs.length === 0) return [];
+    const keys = new Set<number | string>(this.segment.insertedKeys());
+    const deletes: DeleteBatch[] = [];
+    for (const m of this.deleteMsgs) {
+      const pks = m.body.primaryKeys;
+      const mine = pks.type === 'int64' ? pks.data.filter((k) => keys.has(k)) : pks.data.filter((k) => keys.has(k));
+      if (mine.length > 0) deletes.push({ timetick: m.timetick, primaryKeys: pks.type === 'int64' ? { type: 'int64', data: mine as number[] } : { type: 'varchar', data: mine as string[] } });
+    }
+    return deletes;
+  }
+
+  /** A delivered message (alone or from a committed transaction, at its commit timetick). */
+  private keep(m: LogMessage): void {
+    const { job } = this;
+    if (m.type === 'Insert' && m.header.segmentId === job.segmentId) this.segment.addInsert({ timetick: m.timetick, columns: m.body.columns });
+    else if (m.type === 'Delete' && m.header.collectionId === job.collectionId && (m.header.partitionId === -1 || m.header.partitionId === job.partitionId)) this.deleteMsgs.push(m);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The body of a flush thread (node:worker_threads), started by FlushThreadPool (flush-threads.ts).
+ * It opens its own read-only WAL backend and its own object store from the settings in workerData
+ * (on its first job, so a failure to open is that job's failure and the next job tries again),
+ * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, hash,
+ * put the files and the manifest) one at a time, and answers with what the commit needs or the
+ * error. The term check and the commit stay on the main thread, where the MetaStore is.
+ *
+ * Started as the thread's script when walstream runs compiled (dist/), or required by
+ * flush-thread-entry.js when it runs from the TypeScript sources.
+ */
+import { isMainThread, parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
+import { systemClock } from '../../runtime/clock';
+import { createLogger } from '../../runtime/logger';
+import type { WalBackend } from '../wal/backend';
+import type { ObjectStore } from '../objects/object-store';
+import { openObjectStore } from '../objects/open';
+import { writeFlushFiles } from './flush-files';
+import { errorToWire, type FlushThreadData, type FlushThreadSettings, type FlushWalSettings, type FromThread, type ToThread } from './flush-thread-protocol';
+
+interface Opened {
+  backend: WalBackend;
+  objects: ObjectStore;
+}
+
+/** Serves flush jobs on this thread until told to close. Throws on the main thread. */
+export function runFlushThread(): void {
+  if (isMainThread || parentPort === null) throw new Error('runFlushThread runs inside a flush thread (node:worker_threads) only');
+  const port: MessagePort = parentPort;
+  const { settings } = workerData as FlushThreadData;
+  const logger = createLogger('flush.thread');
+  let opened: Promise<Opened> | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const post = (m: FromThread): void => port.postMessage(m);
+
+  const open = (): Promise<Opened> => {
+    const p = (opened ??= openResources(settings));
+    p.catch(() => {
+      if (opened === p) opened = undefined; // the next job tries again
+    });
+    return p;
+  };
+
+  port.on('message', (m: ToThread) => {
+    if (m.type === 'job') {
+      running = (async () => {
+        try {
+          const { backend, objects } = await open();
+          post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId }) });
+        } catch (e) {
+          post({ type: 'failed', id: m.id, error: errorToWire(e) });
+        }
+      })();
+    } else {
+      void (async () => {
+        await running;
+        const r = await opened?.catch(() => undefined);
+        if (r) await Promise.allSettled([r.objects.close(), r.backend.close()]);
+        process.exit(0); // ends this thread only; nothing is left to flush out
+      })().catch((e: unknown) => {
+        logger.warn('closing a flush thread failed', { error: String(e) });
+        process.exit(1);
+      });
+    }
+  });
+}
+
+async function openResources(s: FlushThreadSettings): Promise<Opened> {
+  const backend = await openWal(s.wal);
+  try {
+    return { backend, objects: await openObjectStore(s.objects, systemClock) };
+  } catch (e) {
+    await backend.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Loads only the configured backend (a thread on local files never loads ioredis). */
+async function openWal(w: FlushWalSettings): Promise<WalBackend> {
+  switch (w.kind) {
+    case 'local': {
+      const { LocalWalBackend } = await import('../wal/local/local-backend');
+      // Read-only use: it never appends, so the fsync policy never applies.
+      return new LocalWalBackend({ dir: w.dir, fsync: 'interval' });
+    }
+    case 'redis': {
+      const { RedisWalBackend } = await import('../wal/redis/redis-backend');
+      return RedisWalBackend.connect({ redis: w.url, keyPrefix: w.keyPrefix });
+    }
+  }
+}
+
+// The thread's script when compiled (dist/storage/flush/flush-thread.js).
+if (!isMainThread && require.main === module) runFlushThread();
