@@ -14,6 +14,9 @@ import type { MetaStore } from '../../storage/meta/meta-store';
 import { applyFlushed, loadRecoveryState } from './persisted';
 import type { RecoveryState } from './state';
 
+/** Decode options for entries whose bytes the backend already checked. */
+const VERIFIED = { verified: true } as const;
+
 export interface ReplayProgress {
   pchannel: string;
   replayed: number;
@@ -67,9 +70,10 @@ export async function recover(opts: {
     for await (const entry of log.read({ policy: from ? { type: 'startFrom', id: from } : { type: 'all' }, signal: abort.signal })) {
       if (entry.id >= untilId) break;
       // Headers are enough for everything but CreateCollection (its schema): skip decoding bodies.
-      const h = decodeHeader(entry.data);
+      const verified = entry.verified === true ? VERIFIED : undefined;
+      const h = decodeHeader(entry.data, verified);
       const aboveCheckpoint = h.timetick > skipAtOrBelow;
-      const m = (aboveCheckpoint && h.type === 'CreateCollection' ? decodeMessage(entry.data) : h) as LogMessage;
+      const m = (aboveCheckpoint && h.type === 'CreateCollection' ? decodeMessage(entry.data, verified) : h) as LogMessage;
       m.id = entry.id;
       m.size = entry.data.length;
       opts.onMessage?.(m);

@@ -550,9 +550,20 @@ interface Opened {
   flags: number;
   headerEnd: number;
   bodyLength: number;
+  /** The bytes came with a checksum over all of them that was already checked: skip both CRCs. */
+  verified: boolean;
 }
 
-function open(bytes: Uint8Array): Opened {
+/** How the bytes to decode were obtained. */
+export interface DecodeOptions {
+  /**
+   * A checksum covering all of the bytes was already checked (LogEntry.verified): the header and
+   * body checksums are not computed again. Structure, lengths and values are still checked.
+   */
+  verified?: boolean;
+}
+
+function open(bytes: Uint8Array, verified = false): Opened {
   // Not `instanceof Uint8Array`: that fails for arrays from another realm (vm context, worker).
   if (!ArrayBuffer.isView(bytes) || (bytes as Partial<Uint8Array>).BYTES_PER_ELEMENT !== 1) throw decodeError('not a byte array');
   const len = bytes.length;
@@ -567,13 +578,13 @@ function open(bytes: Uint8Array): Opened {
   const expected = ENVELOPE_BYTES + headerLength + bodyLength;
   if (expected !== len) throw decodeError(expected > len ? 'truncated' : 'trailing bytes', { size: len, expected });
   const headerEnd = ENVELOPE_BYTES + headerLength;
-  if (crc32(sliceView(buf, OFF_TYPE, headerEnd - OFF_TYPE)) !== view.getUint32(OFF_CRC, true)) throw decodeError('header checksum mismatch');
+  if (!verified && crc32(sliceView(buf, OFF_TYPE, headerEnd - OFF_TYPE)) !== view.getUint32(OFF_CRC, true)) throw decodeError('header checksum mismatch');
   const code = view.getUint16(OFF_TYPE, true);
   const type = TYPE_BY_CODE.get(code);
   if (type === undefined) throw decodeError('unknown message type', { code });
   const flags = view.getUint16(OFF_TYPE + 2, true);
   if ((flags & ~KNOWN_FLAGS) !== 0) throw decodeError('unknown flags', { flags });
-  return { buf, view, type, flags, headerEnd, bodyLength };
+  return { buf, view, type, flags, headerEnd, bodyLength, verified };
 }
 
 /**
@@ -643,6 +654,7 @@ function readTypeHeader(r: ByteReader, type: MessageType): Message['header'] {
 
 /** Throws unless the body section matches its checksum (0 for an empty body). */
 function verifyBody(o: Opened): void {
+  if (o.verified) return;
   const expected = o.view.getUint32(OFF_BODY_CRC, true);
   const actual = o.bodyLength === 0 ? 0 : crc32(sliceView(o.buf, o.headerEnd, o.bodyLength));
   if (actual !== expected) throw decodeError('body checksum mismatch');
@@ -818,9 +830,9 @@ function asDecodeError(e: unknown): MessageDecodeError {
  * ones live in Node's Buffer pool (as Buffer.allocUnsafe), so their `.buffer` may be shared:
  * always pair it with `byteOffset` and `byteLength`.
  */
-export function decodeMessage(bytes: Uint8Array): Message {
+export function decodeMessage(bytes: Uint8Array, opts?: DecodeOptions): Message {
   try {
-    return readMessage(open(bytes), true);
+    return readMessage(open(bytes, opts?.verified === true), true);
   } catch (e) {
     throw asDecodeError(e);
   }
@@ -831,18 +843,18 @@ export function decodeMessage(bytes: Uint8Array): Message {
  * body is only bounds-checked (the lengths must add up), neither checksummed nor parsed. What it
  * returns is covered by the header checksum.
  */
-export function decodeHeader(bytes: Uint8Array): MessageHeader {
+export function decodeHeader(bytes: Uint8Array, opts?: DecodeOptions): MessageHeader {
   try {
-    return readMessage(open(bytes), false);
+    return readMessage(open(bytes, opts?.verified === true), false);
   } catch (e) {
     throw asDecodeError(e);
   }
 }
 
-/** A log entry as a message: decoded, with its id and encoded size. */
+/** A log entry as a message: decoded (checksums skipped when the backend verified the entry), with its id and encoded size. */
 export function toLogMessage(entry: LogEntry): LogMessage {
   try {
-    const msg = readMessage(open(entry.data), true) as LogMessage;
+    const msg = readMessage(open(entry.data, entry.verified === true), true) as LogMessage;
     msg.id = entry.id;
     msg.size = entry.data.length;
     return msg;
@@ -922,9 +934,9 @@ class OpenedLazyMessage implements LazyMessage {
 }
 
 /** Decodes the header now and the body on demand (see LazyMessage). Throws what decodeHeader throws. */
-export function decodeLazily(bytes: Uint8Array): LazyMessage {
+export function decodeLazily(bytes: Uint8Array, opts?: DecodeOptions): LazyMessage {
   try {
-    const o = open(bytes);
+    const o = open(bytes, opts?.verified === true);
     return new OpenedLazyMessage(o, readMessage(o, false));
   } catch (e) {
     throw asDecodeError(e);

@@ -101,7 +101,7 @@ class SegmentRowCollector {
       this.pastMarker = true;
       if (pendingTxns.size === 0) return false;
     }
-    const lazy = decodeLazily(entry.data);
+    const lazy = decodeLazily(entry.data, { verified: entry.verified === true });
     const h = lazy.header;
     if (h.vchannel !== job.vchannel && h.vchannel !== '') return true;
     // Past the marker only the pending transactions matter (and time ticks, which expire them).

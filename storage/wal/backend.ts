@@ -26,6 +26,11 @@ export type DeliverPolicy =
 export interface LogEntry {
   id: MessageId;
   data: Uint8Array;
+  /**
+   * The backend checked a checksum covering all of `data` as it read it (the local files' record
+   * CRC): decoders may skip the message's own checksums. Absent: nothing was checked.
+   */
+  verified?: boolean;
 }
 
 export interface ReadOptions {

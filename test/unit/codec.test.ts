@@ -414,6 +414,35 @@ describe('decodeLazily', () => {
 
 // ---------------------------------------------------------------- encode errors
 
+describe('bytes a backend already verified', () => {
+  const msg = fixtures().find((m) => m.type === 'Insert')!;
+
+  it('skip both checksums only when told: the same message, and a stale checksum is no error', () => {
+    const bytes = Buffer.from(encodeMessage(msg));
+    const plain = decodeMessage(bytes);
+    expect(decodeMessage(bytes, { verified: true })).toEqual(plain);
+    // Zero both checksum fields: ordinary decoding refuses, verified decoding does not compute them.
+    bytes.writeUInt32LE(0, 2);
+    bytes.writeUInt32LE(0, 18);
+    expect(thrown(() => decodeMessage(bytes))).toBeInstanceOf(MessageDecodeError);
+    expect(thrown(() => decodeHeader(bytes))).toBeInstanceOf(MessageDecodeError);
+    expect(decodeMessage(bytes, { verified: true })).toEqual(plain);
+    expect(decodeHeader(bytes, { verified: true })).toEqual(decodeHeader(encodeMessage(msg)));
+    expect(decodeLazily(bytes, { verified: true }).body()).toEqual(plain.body);
+    expect(() => decodeLazily(bytes).body()).toThrow(MessageDecodeError);
+    expect(toLogMessage({ id: '0000000000000001', data: bytes, verified: true })).toMatchObject({ type: msg.type, body: plain.body });
+    expect(thrown(() => toLogMessage({ id: '0000000000000001', data: bytes }))).toBeInstanceOf(MessageDecodeError);
+  });
+
+  it('still checks structure: a truncated or mislabelled message is an error even when verified', () => {
+    const bytes = encodeMessage(msg);
+    expect(thrown(() => decodeMessage(bytes.slice(0, bytes.length - 1), { verified: true }))).toBeInstanceOf(MessageDecodeError);
+    const badType = Buffer.from(bytes);
+    badType.writeUInt16LE(0xfff0, 6);
+    expect(thrown(() => decodeMessage(badType, { verified: true }))).toBeInstanceOf(MessageDecodeError);
+  });
+});
+
 describe('encode errors', () => {
   it('rejects a message over the default maximum size with its size and the limit', () => {
     const data = new Float32Array(DEFAULT_MAX_MESSAGE_BYTES / 4 + 8);

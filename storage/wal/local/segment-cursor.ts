@@ -76,7 +76,7 @@ export class SegmentCursor {
         return { entries, stop: 'corrupt' };
       }
       const dataAt = rel + RECORD_HEADER_BYTES;
-      entries.push({ id: sequenceId(seq), data: this.buf.subarray(dataAt, dataAt + r) });
+      entries.push({ id: sequenceId(seq), data: this.buf.subarray(dataAt, dataAt + r), verified: true });
       off += RECORD_HEADER_BYTES + r;
       this.ends.push(off);
       seq++;
