@@ -10,7 +10,7 @@ import { StandaloneServer } from '../../runtime/server/standalone';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { LogMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
-import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
+import { SCHEMA, eventually, interceptAppends, schemaRows } from '../support/wal-fixture';
 
 async function tempDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'walstream-sa-'));
@@ -141,22 +141,18 @@ describe('standalone', () => {
     const wrap = (nodeId: string, shared: WalBackend): WalBackend =>
       nodeId !== badNode
         ? shared
-        : {
-            name: 'flaky',
-            close: () => Promise.resolve(),
-            async open(ch) {
-              const log = await shared.open(ch);
-              const append = log.append.bind(log);
-              log.append = (records) => {
-                if (failing && ch.name.endsWith('_0')) {
-                  failedAppends++;
-                  return Promise.reject(new StreamingError(ErrorCode.INNER, 'disk on fire', { retriable: true }));
-                }
-                return append(records);
-              };
-              return log;
+        : interceptAppends(
+            shared,
+            'flaky',
+            (log, ch) => (records) => {
+              if (failing && ch.name.endsWith('_0')) {
+                failedAppends++;
+                return Promise.reject(new StreamingError(ErrorCode.INNER, 'disk on fire', { retriable: true }));
+              }
+              return log.append(records);
             },
-          };
+            { closeInner: false },
+          );
     server = await StandaloneServer.start(config(dir), { backendFor: wrap, restartPolicy: { maxRestarts: 2, windowMs: 60_000, backoffMs: 5, maxBackoffMs: 20 } });
     const c = server.client;
     const st = await c.status();
@@ -182,23 +178,20 @@ describe('standalone', () => {
   test('a WAL that crashes once is reopened by its supervisor on the same node and term, and recovers its data', async () => {
     let failNext = false;
     let failed = 0;
-    const wrap = (_nodeId: string, shared: WalBackend): WalBackend => ({
-      name: 'flaky-once',
-      close: () => Promise.resolve(),
-      async open(ch) {
-        const log = await shared.open(ch);
-        const append = log.append.bind(log);
-        log.append = (records) => {
+    const wrap = (_nodeId: string, shared: WalBackend): WalBackend =>
+      interceptAppends(
+        shared,
+        'flaky-once',
+        (log) => (records) => {
           if (failNext) {
             failNext = false;
             failed++;
             return Promise.reject(new StreamingError(ErrorCode.INNER, 'transient I/O error', { retriable: true }));
           }
-          return append(records);
-        };
-        return log;
-      },
-    });
+          return log.append(records);
+        },
+        { closeInner: false },
+      );
     server = await StandaloneServer.start(config(dir), { backendFor: wrap, restartPolicy: { maxRestarts: 3, windowMs: 60_000, backoffMs: 5, maxBackoffMs: 20 } });
     const c = server.client;
     const info = await c.createCollection({ name: 'once', schema: SCHEMA, shards: 1 });

@@ -14,7 +14,7 @@ import { RecordingFlushQueue } from './recording-flush-queue';
 import { SteppableClock, systemClock, type Clock } from '../../runtime/clock';
 import { MemoryTsoStore, TimestampOracle, TsoAllocator } from '../../runtime/tso';
 import type { CollectionSchema, Column, NewMessage, InsertMessage, LogMessage } from '../../runtime/message/types';
-import type { WalBackend } from '../../storage/wal/backend';
+import type { PChannelInfo, WalBackend, WalLog } from '../../storage/wal/backend';
 import { spawnWal } from '../../actors/wal/wal-actor';
 import { WalHandle } from '../../actors/wal/wal-handle';
 import { walOptions, type WalOptions } from '../../actors/wal/options';
@@ -175,4 +175,32 @@ export async function eventually(probe: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * A backend like `inner` whose logs append through `wrap(log, channel)` (given the inner log, it
+ * returns the append to use: count, delay, fail or hold writes); everything else is the inner
+ * log's. `closeInner: false` leaves the inner backend open on close (a backend shared with others).
+ */
+export function interceptAppends(
+  inner: WalBackend,
+  name: string,
+  wrap: (log: WalLog, channel: PChannelInfo) => WalLog['append'],
+  opts: { closeInner?: boolean } = {},
+): WalBackend {
+  return {
+    name,
+    close: () => (opts.closeInner === false ? Promise.resolve() : inner.close()),
+    async open(ch) {
+      const log = await inner.open(ch);
+      return {
+        channel: log.channel,
+        append: wrap(log, ch),
+        read: (o) => log.read(o),
+        truncate: (id) => log.truncate(id),
+        oldestId: () => log.oldestId(),
+        close: () => log.close(),
+      };
+    },
+  };
 }

@@ -3,7 +3,7 @@ import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { LogMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
 import type { WalHandle } from '../../actors/wal/wal-handle';
-import { collect, createCollection, dropCollection, eventually, insert, primaryKeys, walFixture, type WalFixture } from '../support/wal-fixture';
+import { collect, createCollection, dropCollection, eventually, insert, interceptAppends, primaryKeys, walFixture, type WalFixture } from '../support/wal-fixture';
 
 const V = 'p0_1v0';
 
@@ -32,26 +32,11 @@ describe('WAL actor', () => {
   });
 
   test('concurrent appends are group-committed into fewer backend writes', async () => {
-    const backend = new MemoryWalBackend();
     let writes = 0;
-    const counting: WalBackend = {
-      name: 'counting',
-      close: () => backend.close(),
-      async open(ch) {
-        const log = await backend.open(ch);
-        return {
-          channel: log.channel,
-          append: (records) => {
-            writes++;
-            return log.append(records);
-          },
-          read: (o) => log.read(o),
-          truncate: (id) => log.truncate(id),
-          oldestId: () => log.oldestId(),
-          close: () => log.close(),
-        };
-      },
-    };
+    const counting = interceptAppends(new MemoryWalBackend(), 'counting', (log) => (records) => {
+      writes++;
+      return log.append(records);
+    });
     const f2 = await walFixture(counting);
     try {
       const wal = await f2.open('g0', 1, { timetickIntervalMs: 60_000 });
@@ -77,30 +62,15 @@ describe('WAL actor', () => {
      * order it chooses (the write itself happens in call order, as every backend must keep it).
      */
     function heldBackend(): { backend: WalBackend; held: HeldWrite[]; ctl: { hold: boolean } } {
-      const inner = new MemoryWalBackend();
       const held: HeldWrite[] = [];
       const ctl = { hold: false };
-      const backend: WalBackend = {
-        name: 'held',
-        close: () => inner.close(),
-        async open(ch) {
-          const log = await inner.open(ch);
-          return {
-            channel: log.channel,
-            append: (records) => {
-              const written = log.append(records);
-              if (!ctl.hold) return written;
-              return new Promise<string[]>((resolve, reject) => {
-                held.push({ records, release: () => written.then((ids) => (resolve(ids), ids)), fail: (e) => reject(e) });
-              });
-            },
-            read: (o) => log.read(o),
-            truncate: (id) => log.truncate(id),
-            oldestId: () => log.oldestId(),
-            close: () => log.close(),
-          };
-        },
-      };
+      const backend = interceptAppends(new MemoryWalBackend(), 'held', (log) => (records) => {
+        const written = log.append(records);
+        if (!ctl.hold) return written;
+        return new Promise<string[]>((resolve, reject) => {
+          held.push({ records, release: () => written.then((ids) => (resolve(ids), ids)), fail: (e) => reject(e) });
+        });
+      });
       return { backend, held, ctl };
     }
 
@@ -143,33 +113,20 @@ describe('WAL actor', () => {
 
     test('when writes turn slow, the appenders answered by one write join the next group again instead of waving in halves', async () => {
       let latencyMs = 0;
-      const inner = new MemoryWalBackend();
       let writes = 0;
       let records = 0;
-      const counting: WalBackend = {
-        name: 'slow',
-        close: () => inner.close(),
-        async open(ch) {
-          const log = await inner.open(ch);
-          // One write after the other, like a disk: each takes latencyMs once the previous is done.
-          let disk: Promise<unknown> = Promise.resolve();
-          return {
-            channel: log.channel,
-            append: (r) => {
-              writes++;
-              records += r.length;
-              const ms = latencyMs;
-              const done = disk.then(() => (ms > 0 ? new Promise((res) => setTimeout(res, ms)) : undefined)).then(() => log.append(r));
-              disk = done.catch(() => undefined);
-              return done;
-            },
-            read: (o) => log.read(o),
-            truncate: (id) => log.truncate(id),
-            oldestId: () => log.oldestId(),
-            close: () => log.close(),
-          };
-        },
-      };
+      const counting = interceptAppends(new MemoryWalBackend(), 'slow', (log) => {
+        // One write after the other, like a disk: each takes latencyMs once the previous is done.
+        let disk: Promise<unknown> = Promise.resolve();
+        return (r) => {
+          writes++;
+          records += r.length;
+          const ms = latencyMs;
+          const done = disk.then(() => (ms > 0 ? new Promise((res) => setTimeout(res, ms)) : undefined)).then(() => log.append(r));
+          disk = done.catch(() => undefined);
+          return done;
+        };
+      });
       const f2 = await walFixture(counting);
       try {
         const wal = await f2.open('s0', 1, { timetickIntervalMs: 60_000 });
@@ -226,24 +183,9 @@ describe('WAL actor', () => {
     });
 
     test('a backend that answers ids out of append order stops the WAL instead of breaking id = timetick order', async () => {
-      const inner = new MemoryWalBackend();
       let calls = 0;
-      const backend: WalBackend = {
-        name: 'reordering',
-        close: () => inner.close(),
-        async open(ch) {
-          const log = await inner.open(ch);
-          return {
-            channel: log.channel,
-            // From the third call on, every answer claims the very first id.
-            append: async (records) => (++calls <= 2 ? log.append(records) : records.map(() => '0000000000000001')),
-            read: (o) => log.read(o),
-            truncate: (id) => log.truncate(id),
-            oldestId: () => log.oldestId(),
-            close: () => log.close(),
-          };
-        },
-      };
+      // From the third call on, every answer claims the very first id.
+      const backend = interceptAppends(new MemoryWalBackend(), 'reordering', (log) => async (records) => (++calls <= 2 ? log.append(records) : records.map(() => '0000000000000001')));
       const f2 = await walFixture(backend);
       try {
         const wal = await f2.open('r0', 1, { timetickIntervalMs: 60_000 });
