@@ -21,6 +21,7 @@ import { RedisMailbox } from '../../runtime/mailbox/redis/redis-mailbox';
 import type { MailboxStream } from '../../runtime/mailbox/mailbox';
 import type { WireFields } from '../../runtime/mailbox/wire';
 import { startRedis, type RedisProcess } from '../support/cluster-harness';
+import { eventually } from '../support/wal-fixture';
 
 jest.setTimeout(60_000);
 
@@ -41,16 +42,6 @@ function flat(fields: WireFields, extra: Array<[string, string]> = []): (string 
   for (const [k, v] of fields) out.push(k, v);
   for (const [k, v] of extra) out.push(k, v);
   return out;
-}
-
-/** Polls `probe` until it is true or `timeoutMs` passed (then throws naming `what`). */
-async function until(what: string, timeoutMs: number, probe: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes, appendfsync always)', () => {
@@ -156,7 +147,7 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
         }
       }),
     );
-    await until('load and stream running', 10_000, () => outcomes.length > 200 && items.length > 100);
+    await eventually(() => outcomes.length > 200 && items.length > 100, 10_000, 'load and stream running');
 
     await redis!.kill9();
     const killedAt = Date.now();
@@ -169,10 +160,10 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
     const firstAnswerMs = Date.now() - t0;
 
     const okAfter = (): number => outcomes.filter((o) => o.ok && o.sentAt >= restartedAt).length;
-    await until('load answered again after the restart', 10_000, () => okAfter() > 100);
+    await eventually(() => okAfter() > 100, 10_000, 'load answered again after the restart');
     // The stream continues or ended with a retriable error.
     const itemsAtRestart = items.length;
-    await until('stream continued or failed', 10_000, () => streamDone || items.length > itemsAtRestart + 100);
+    await eventually(() => streamDone || items.length > itemsAtRestart + 100, 10_000, 'stream continued or failed');
     stop = true;
     await load;
     stream.close();
@@ -213,7 +204,7 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
     expect(await pending()).toBe(1);
     // The connection drops (as when Redis restarts): the reader re-reads its pending entries.
     await killClient(a, 'claim-server-inbox-node.n0');
-    await until('claimed entry handled and acknowledged', 10_000, async () => names.includes('claimed') && (await pending()) === 0);
+    await eventually(async () => names.includes('claimed') && (await pending()) === 0, 10_000, 'claimed entry handled and acknowledged');
     // An ordinary request still works, and the claimed one ran once.
     const client = await connect('claim-client');
     await expect(client.request(ADDRESS, { type: 'describeCollection', name: 'after' }, { timeoutMs: 5000 })).resolves.toMatchObject({ name: 'after' });
@@ -237,17 +228,17 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
     await a.xadd(inbox, '*', ...flat(request, [['q', 'feedfeed.1']]));
     await a.xadd(inbox, '*', ...flat(requestFields({ kind: RequestKind.call, id: 'dup.2', replyTo: 'nobody', deadline: Date.now() + 30_000, command: encodeCommand({ type: 'describeCollection', name: 'next' }) }), [['q', 'feedfeed.2']]));
     const pending = async (): Promise<number> => Number(((await a.xpending(inbox, MAILBOX_GROUP)) as [number])[0]);
-    await until('requests handled and all three entries acknowledged', 10_000, async () => names.includes('next') && (await pending()) === 0);
+    await eventually(async () => names.includes('next') && (await pending()) === 0, 10_000, 'requests handled and all three entries acknowledged');
     expect(names).toEqual(['twice', 'next']);
 
     // Replies: a stream whose items arrive twice. Nobody serves `quiet`: the test answers in its place.
     const client = await connect('dup-client');
     const opening = client.openStream('quiet', { type: 'subscribe', pchannel: 'dml_0', term: 1, options: { policy: { type: 'all' } } }, { timeoutMs: 10_000 });
     let entry: [string, string[]] | undefined;
-    await until('open request in the inbox', 5000, async () => {
+    await eventually(async () => {
       entry = ((await a.xrange(keys.inbox('quiet'), '-', '+')) as Array<[string, string[]]>)[0];
       return entry !== undefined;
-    });
+    }, 5000, 'open request in the inbox');
     const f = entry![1];
     const id = f[f.indexOf('id') + 1]!;
     const replies = keys.replies(client.clientId);

@@ -14,17 +14,9 @@ import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { RedisWalBackend } from '../../storage/wal/redis/redis-backend';
 import { startRedis, type RedisProcess } from '../support/cluster-harness';
+import { eventually } from '../support/wal-fixture';
 
 jest.setTimeout(60_000);
-
-async function until(what: string, timeoutMs: number, probe: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -80,18 +72,18 @@ describe('redis wal backend across a redis-server kill -9 and restart, connectio
         }
       }),
     );
-    await until('appends running', 10_000, () => acked.length > 400 && read.length > 100);
+    await eventually(() => acked.length > 400 && read.length > 100, 10_000, 'appends running');
 
     await redis!.kill9();
     await redis!.restart();
     const restartedAt = Date.now();
 
     const ackedAfter = (): number => outcomes.filter((o) => o.ok && o.sentAt >= restartedAt).length;
-    await until('appends acknowledged again after the restart', 10_000, () => ackedAfter() > 50);
+    await eventually(() => ackedAfter() > 50, 10_000, 'appends acknowledged again after the restart');
     stop = true;
     await writers;
     const lastAcked = [...acked].sort().pop()!;
-    await until('the tail reader read past the last acknowledged append', 10_000, () => read.includes(lastAcked) || readError !== undefined);
+    await eventually(() => read.includes(lastAcked) || readError !== undefined, 10_000, 'the tail reader read past the last acknowledged append');
     abort.abort();
     await reading;
 
