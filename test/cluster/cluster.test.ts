@@ -13,7 +13,7 @@ import type { LogMessage } from '../../runtime/message/types';
 import { toLogMessage } from '../../runtime/message/codec';
 import { RedisWalBackend } from '../../storage/wal/redis/redis-backend';
 import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
-import { startRedis, startWalstream, type RedisProcess, type WalstreamProcess } from '../support/cluster-harness';
+import { startRedis, startWalstream, testClusterFlags, type RedisProcess, type WalstreamProcess } from '../support/cluster-harness';
 
 jest.setTimeout(180_000);
 
@@ -33,14 +33,7 @@ async function startCluster(opts: { aof?: boolean; nodes?: number; coordinators?
   const redis = await startRedis(dir, { aof: opts.aof ?? false });
   const prefix = 'ws';
   const flags = {
-    'redis.url': redis.url,
-    'redis.keyPrefix': prefix,
-    'wal.backend': 'redis',
-    'wal.timetickIntervalMs': '50',
-    'lease.ttlMs': '3000',
-    'lease.renewIntervalMs': '1000',
-    'pchannels.count': '4',
-    'coordinator.balanceIntervalMs': '1000',
+    ...testClusterFlags(redis.url, prefix),
     'objectStore.local.dir': path.join(dir, 'objects'),
     dataDir: path.join(dir, 'data'),
   };

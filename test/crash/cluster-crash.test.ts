@@ -43,7 +43,7 @@ import type { FlushJob } from '../../storage/flush/flush-queue';
 import type { FlushedSegment } from '../../storage/flush/flush-worker';
 import type { SegmentRecord } from '../../actors/recovery-storage/state';
 import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
-import { startRedis, startWalstream, type RedisProcess, type WalstreamProcess } from '../support/cluster-harness';
+import { startRedis, startWalstream, testClusterFlags, type RedisProcess, type WalstreamProcess } from '../support/cluster-harness';
 import { startS3rver, type S3rverFixture } from '../support/s3rver';
 
 const NODE = path.join(__dirname, 'fixtures', 'cluster-crash-node.js');
@@ -206,14 +206,7 @@ interface Cluster {
 function clusterFlags(dir: string, redis: RedisProcess, s3: S3rverFixture, prefix: string): Record<string, string> {
   const endpoint = new URL(s3.endpoint);
   return {
-    'redis.url': redis.url,
-    'redis.keyPrefix': prefix,
-    'wal.backend': 'redis',
-    'wal.timetickIntervalMs': '50',
-    'lease.ttlMs': '3000',
-    'lease.renewIntervalMs': '1000',
-    'pchannels.count': '4',
-    'coordinator.balanceIntervalMs': '1000',
+    ...testClusterFlags(redis.url, prefix),
     'objectStore.kind': 's3',
     'objectStore.s3.endPoint': endpoint.hostname,
     'objectStore.s3.port': endpoint.port,

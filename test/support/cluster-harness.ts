@@ -37,6 +37,23 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
+/**
+ * Flags every test cluster shares: the Redis WAL and MetaStore on `redisUrl` under `prefix`,
+ * 4 pchannels, 3 s leases renewed every second, 50 ms TimeTicks, rebalancing every second.
+ */
+export function testClusterFlags(redisUrl: string, prefix: string): Record<string, string> {
+  return {
+    'redis.url': redisUrl,
+    'redis.keyPrefix': prefix,
+    'wal.backend': 'redis',
+    'wal.timetickIntervalMs': '50',
+    'lease.ttlMs': '3000',
+    'lease.renewIntervalMs': '1000',
+    'pchannels.count': '4',
+    'coordinator.balanceIntervalMs': '1000',
+  };
+}
+
 export interface RedisProcess {
   port: number;
   url: string;
