@@ -18,7 +18,6 @@ import { InProcessCoordinatorTransport, InProcessNodeTransport } from '../client
 import type { WalstreamConfig } from '../../config/schema';
 import { pchannelNames } from '../../config/schema';
 import type { WalBackend } from '../../storage/wal/backend';
-import { LocalWalBackend } from '../../storage/wal/local/local-backend';
 import { MemoryWalBackend } from '../../storage/wal/memory/memory-backend';
 import type { MetaStore } from '../../storage/meta/meta-store';
 import { EmbeddedMetaStore } from '../../storage/meta/embedded/embedded-meta-store';
@@ -35,7 +34,8 @@ import type { ObjectStore } from '../../storage/objects/object-store';
 import { openObjectStore } from '../../storage/objects/open';
 import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
 import type { SegmentFlushWorker } from '../../storage/flush/flush-worker';
-import { createFlushWorker, localWalDir } from '../../storage/flush/from-config';
+import { createFlushWorker } from '../../storage/flush/from-config';
+import { openLocalWalBackend } from '../../storage/wal/open';
 
 export interface StandaloneOverrides {
   clock?: Clock;
@@ -226,13 +226,7 @@ function nodeRef(nodes: Map<string, Ref<NodeMsg>>, node: string): Ref<NodeMsg> {
 function createBackend(config: WalstreamConfig, clock: Clock): WalBackend {
   switch (config.wal.backend) {
     case 'local':
-      return new LocalWalBackend({
-        dir: localWalDir(config), // where flush threads read it too
-        fsync: config.wal.local.fsync,
-        fsyncIntervalMs: config.wal.local.fsyncIntervalMs,
-        segmentBytes: config.wal.local.segmentBytes,
-        clock,
-      });
+      return openLocalWalBackend(config, clock);
     case 'memory':
       return new MemoryWalBackend();
     case 'redis':

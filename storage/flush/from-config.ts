@@ -1,29 +1,20 @@
 /**
  * The flush worker of a process, built from its configuration the same way in standalone and in a
  * cluster node: the file step of each job runs on `flush.threads` flush threads (0: on the calling
- * thread), which open the same WAL and object store as the process from the settings below. The
- * WAL locations are defined here once, and the processes open their own backends with them too,
- * so a flush thread always reads the logs its node writes.
+ * thread), which open the same WAL and object store as the process from the settings below (the
+ * WAL locations come from storage/wal/open.ts, where the processes open theirs), so a flush thread
+ * always reads the logs its node writes.
  */
 import * as path from 'node:path';
 import type { WalstreamConfig } from '../../config/schema';
 import { createLogger, type Logger } from '../../runtime/logger';
 import type { WalBackend } from '../wal/backend';
+import { localWalDir, redisWalKeyPrefix } from '../wal/open';
 import type { MetaStore } from '../meta/meta-store';
 import type { ObjectStore } from '../objects/object-store';
 import { SegmentFlushWorker } from './flush-worker';
 import { FlushThreadPool } from './flush-threads';
 import type { FlushThreadSettings, FlushWalSettings } from './flush-thread-protocol';
-
-/** Directory of the local-file WAL backend: `<dataDir>/wal`. */
-export function localWalDir(config: Pick<WalstreamConfig, 'dataDir'>): string {
-  return path.join(path.resolve(config.dataDir), 'wal');
-}
-
-/** Key prefix of the Redis Streams WAL backend: `<redis.keyPrefix>:wal:`. */
-export function redisWalKeyPrefix(config: Pick<WalstreamConfig, 'redis'>): string {
-  return `${config.redis.keyPrefix}:wal:`;
-}
 
 /**
  * What a flush thread opens, or undefined when the configured WAL cannot be read from another

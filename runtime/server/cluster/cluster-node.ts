@@ -21,12 +21,12 @@ import { nodeAddress, serveNode } from '../../mailbox/transports';
 import type { MailboxServer } from '../../mailbox/mailbox';
 import type { WalBackend } from '../../../storage/wal/backend';
 import { RedisWalBackend } from '../../../storage/wal/redis/redis-backend';
-import { LocalWalBackend } from '../../../storage/wal/local/local-backend';
 import { openObjectStore } from '../../../storage/objects/open';
 import type { ObjectStore } from '../../../storage/objects/object-store';
 import { BullMqFlushQueue, BullMqFlushRunner } from '../../../storage/flush/bullmq-flush-queue';
 import type { SegmentFlushWorker } from '../../../storage/flush/flush-worker';
-import { createFlushWorker, localWalDir, redisWalKeyPrefix } from '../../../storage/flush/from-config';
+import { createFlushWorker } from '../../../storage/flush/from-config';
+import { openLocalWalBackend, redisWalKeyPrefix } from '../../../storage/wal/open';
 import { spawnStreamingNode } from '../../../actors/streaming-node/node-actor';
 import type { NodeMsg } from '../../../actors/streaming-node/messages';
 import { walOptions } from '../../../actors/wal/options';
@@ -69,7 +69,7 @@ export class ClusterNode {
     const backend: WalBackend =
       config.wal.backend === 'redis'
         ? await RedisWalBackend.connect({ redis: config.redis.url, keyPrefix: redisWalKeyPrefix(config), clock })
-        : new LocalWalBackend({ dir: localWalDir(config), fsync: config.wal.local.fsync, fsyncIntervalMs: config.wal.local.fsyncIntervalMs, segmentBytes: config.wal.local.segmentBytes, clock });
+        : openLocalWalBackend(config, clock);
     const objects = await openObjectStore(config.objectStore, clock);
     const connection = bullConnection(redis);
     const flushQueue = new BullMqFlushQueue({ connection, prefix });
