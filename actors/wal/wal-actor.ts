@@ -497,7 +497,7 @@ export class WalCore {
     while (this.inFlight.length > 0 && this.inFlight[0]!.outcome) {
       const head = this.inFlight.shift()!;
       const o = head.outcome!;
-      if ('error' in o) return this.onWriteFailed(head, o.error);
+      if ('error' in o) return this.onWriteFailed(head.entries, o.error);
       if (!this.applyPersisted(head.entries, o.ids)) return;
     }
     if (this.state === 'closing') {
@@ -520,7 +520,7 @@ export class WalCore {
   private applyPersisted(entries: PipeEntry[], ids: MessageId[]): boolean {
     if (ids.length !== entries.length || (ids.length > 0 && ids[0]! <= this.lastPersistedId)) {
       const error = new StreamingError(ErrorCode.INNER, `backend of pchannel ${this.pchannel} returned ${ids.length} ids for ${entries.length} records${ids.length > 0 ? `, first ${ids[0]} after ${this.lastPersistedId}` : ''}: ids must follow append order`);
-      this.onWriteFailed({ batch: 0, entries, startedAt: 0 }, error);
+      this.onWriteFailed(entries, error);
       return false;
     }
     const written: LogMessage[] = new Array<LogMessage>(entries.length);
@@ -548,7 +548,7 @@ export class WalCore {
    * in flight and everything pending are refused with the error; a later group the backend did
    * write anyway is found by the next open's recovery.
    */
-  private onWriteFailed(failed: InFlightWrite, error: StreamingError): void {
+  private onWriteFailed(failed: PipeEntry[], error: StreamingError): void {
     const later = this.inFlight;
     this.inFlight = [];
     const pending = this.pending;
@@ -561,7 +561,7 @@ export class WalCore {
       this.logger.error('wal write failed; the pchannel must be reopened', { pchannel: this.pchannel, term: this.deps.channel.term, error: error.message });
     }
     const err = isFenced(error) ? error : new StreamingError(ErrorCode.INNER, `write to pchannel ${this.pchannel} failed: ${error.message}`, { cause: error, retriable: true });
-    for (const e of failed.entries) e.reject(err);
+    for (const e of failed) e.reject(err);
     for (const w of later) for (const e of w.entries) e.reject(err);
     for (const e of pending) e.reject(err);
     this.stopTicking();
