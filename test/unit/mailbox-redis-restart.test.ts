@@ -87,6 +87,19 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
     return m;
   }
 
+  /** A server at ADDRESS answering describeCollection; returns the names it was asked for, in order. */
+  async function serveDescribe(name: string): Promise<string[]> {
+    const server = await connect(name);
+    const names: string[] = [];
+    await server.serve(ADDRESS, {
+      describeCollection: async (c) => {
+        names.push(c.name);
+        return info(c.name);
+      },
+    });
+    return names;
+  }
+
   it('answers requests again within seconds, settles the ones in flight at the kill, and a stream continues or fails retriably', async () => {
     const server = await connect('restart-server');
     const client = await connect('restart-client');
@@ -186,14 +199,7 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
   });
 
   it('after a dropped inbox connection, handles the entries a lost read had claimed — once', async () => {
-    const server = await connect('claim-server');
-    const names: string[] = [];
-    await server.serve(ADDRESS, {
-      describeCollection: async (c) => {
-        names.push(c.name);
-        return info(c.name);
-      },
-    });
+    const names = await serveDescribe('claim-server');
     const a = await adminConnection();
     const key = new MailboxKeys(PREFIX).inbox(ADDRESS);
     // What a read does whose reply never arrives: Redis hands the entry to the server's consumer
@@ -212,14 +218,7 @@ describe('RedisMailbox across a redis-server kill -9 and restart (appendonly yes
   });
 
   it('drops the second copy of a request or a reply that was written twice (re-sent after a reconnect)', async () => {
-    const server = await connect('dup-server');
-    const names: string[] = [];
-    await server.serve(ADDRESS, {
-      describeCollection: async (c) => {
-        names.push(c.name);
-        return info(c.name);
-      },
-    });
+    const names = await serveDescribe('dup-server');
     const a = await adminConnection();
     const keys = new MailboxKeys(PREFIX);
     const inbox = keys.inbox(ADDRESS);
