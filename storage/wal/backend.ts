@@ -3,6 +3,7 @@
  * append, read with a deliver policy, truncate, close. Records are opaque bytes (encoded messages);
  * the backend never parses them. Every implementation passes test/conformance/wal-backend.suite.ts.
  */
+import { invalidArgument } from '../../runtime/errors';
 import type { MessageId } from '../../runtime/message/message-id';
 
 export type AccessMode = 'rw' | 'ro';
@@ -70,4 +71,15 @@ export interface WalLog {
   oldestId(): Promise<MessageId | undefined>;
   /** Stops appends and ends this log's readers. Idempotent. */
   close(): Promise<void>;
+}
+
+/** INVALID_ARGUMENT unless `channel` names a pchannel, a term ≥ 0 and rw or ro: what every backend's open() checks first. */
+export function validateChannel(channel: PChannelInfo): void {
+  if (channel === null || typeof channel !== 'object') throw invalidArgument('pchannel info must be an object');
+  if (typeof channel.name !== 'string' || channel.name.length === 0) throw invalidArgument('pchannel name must be non-empty');
+  if (!Number.isSafeInteger(channel.term) || channel.term < 0) {
+    throw invalidArgument(`term of pchannel ${channel.name} must be a non-negative integer`, { term: channel.term });
+  }
+  const modes: readonly AccessMode[] = ['rw', 'ro'];
+  if (!modes.includes(channel.accessMode)) throw invalidArgument('access mode must be rw or ro', { accessMode: channel.accessMode });
 }

@@ -7,8 +7,8 @@
  * or nodes sharing one host): a moved pchannel must be readable by its new owner.
  */
 import * as path from 'node:path';
-import type { AccessMode, PChannelInfo, WalBackend, WalLog } from '../backend';
-import { ErrorCode, StreamingError, invalidArgument } from '../../../runtime/errors';
+import { validateChannel, type PChannelInfo, type WalBackend, type WalLog } from '../backend';
+import { ErrorCode, StreamingError } from '../../../runtime/errors';
 import { ChannelState } from './channel-state';
 import { closeFd, fsyncDir, mkdirDurable, openFd, unlinkIfExists } from './fs-io';
 import { LocalWalLog } from './local-wal-log';
@@ -152,11 +152,3 @@ export function pchannelDirName(pchannel: string): string {
   return out;
 }
 
-function validateChannel(channel: PChannelInfo): void {
-  if (typeof channel.name !== 'string' || channel.name.length === 0) throw invalidArgument('pchannel name must be non-empty');
-  if (!Number.isSafeInteger(channel.term) || channel.term < 0) {
-    throw invalidArgument(`term of pchannel ${channel.name} must be a non-negative integer`, { term: channel.term });
-  }
-  const modes: readonly AccessMode[] = ['rw', 'ro'];
-  if (!modes.includes(channel.accessMode)) throw invalidArgument('access mode must be rw or ro', { accessMode: channel.accessMode });
-}

@@ -10,7 +10,7 @@
  * - an rw open with a term lower than the current one rejects with CHANNEL_FENCED;
  * - appends of one handle are applied in call order, each batch atomically.
  */
-import type { AccessMode, DeliverPolicy, LogEntry, PChannelInfo, ReadOptions, WalBackend, WalLog } from '../backend';
+import { validateChannel, type DeliverPolicy, type LogEntry, type PChannelInfo, type ReadOptions, type WalBackend, type WalLog } from '../backend';
 import { type MessageId, sequenceId, sequenceOf } from '../../../runtime/message/message-id';
 import { ChannelFencedError, ErrorCode, StreamingError, assertNever, invalidArgument } from '../../../runtime/errors';
 import { type Clock, systemClock } from '../../../runtime/clock';
@@ -259,14 +259,6 @@ class MemoryWalLog implements WalLog {
   }
 }
 
-function validateChannel(channel: PChannelInfo): void {
-  if (typeof channel.name !== 'string' || channel.name.length === 0) throw invalidArgument('pchannel name must be non-empty');
-  if (!Number.isSafeInteger(channel.term) || channel.term < 0) {
-    throw invalidArgument(`term of pchannel ${channel.name} must be a non-negative integer`, { term: channel.term });
-  }
-  const modes: readonly AccessMode[] = ['rw', 'ro'];
-  if (!modes.includes(channel.accessMode)) throw invalidArgument(`access mode must be rw or ro`, { accessMode: channel.accessMode });
-}
 
 function parseId(id: MessageId): number {
   if (!/^[0-9a-f]{16}$/.test(id)) throw invalidArgument(`not a message id of this backend: ${JSON.stringify(id)}`, { id });

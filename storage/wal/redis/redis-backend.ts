@@ -11,8 +11,8 @@
 import { Redis } from 'ioredis';
 import { redisUnreachable } from '../../redis/connect';
 import type { Clock } from '../../../runtime/clock';
-import type { AccessMode, PChannelInfo, WalBackend, WalLog } from '../backend';
-import { ErrorCode, StreamingError, invalidArgument, isStreamingError } from '../../../runtime/errors';
+import { validateChannel, type PChannelInfo, type WalBackend, type WalLog } from '../backend';
+import { ErrorCode, StreamingError, isStreamingError } from '../../../runtime/errors';
 import { ConnectionLoss } from '../../../runtime/redis/connection-loss';
 import { connectionLost, errorCodeOf, expectInteger, walScriptError } from './error-codes';
 import type { WalKeys } from './keys';
@@ -228,15 +228,6 @@ export class RedisWalBackend implements WalBackend {
   }
 }
 
-function validateChannel(channel: PChannelInfo): void {
-  if (channel === null || typeof channel !== 'object') throw invalidArgument('pchannel info must be an object');
-  if (typeof channel.name !== 'string' || channel.name.length === 0) throw invalidArgument('pchannel name must be non-empty');
-  if (!Number.isSafeInteger(channel.term) || channel.term < 0) {
-    throw invalidArgument(`term of pchannel ${channel.name} must be a non-negative integer`, { term: channel.term });
-  }
-  const modes: readonly AccessMode[] = ['rw', 'ro'];
-  if (!modes.includes(channel.accessMode)) throw invalidArgument(`access mode must be rw or ro`, { accessMode: channel.accessMode });
-}
 
 /**
  * Closes a connection at once (pending replies are dropped). Skipped when it already ended: ioredis'
