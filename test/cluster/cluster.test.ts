@@ -213,21 +213,34 @@ describe('cluster (multi-process)', () => {
     const victim = c.nodes.find((n) => st.nodes.find((x) => x.id === n.id)!.pchannels.length > 0)!;
     const moved = st.pchannels.filter((p) => p.node === victim.id).map((p) => ({ name: p.name, term: p.term }));
     victim.signal('SIGSTOP');
+    // The term each pchannel got on the node that took it over.
+    const takenOver = new Map<string, number>();
     await eventually(async () => {
       const now = await c!.client.status({ timeoutMs: 5000 }).catch(() => undefined);
       return moved.every((m) => {
         const p = now?.pchannels.find((x) => x.name === m.name);
-        return p !== undefined && p.state === 'ASSIGNED' && p.node !== victim.id && p.term > m.term;
+        if (p === undefined || p.state !== 'ASSIGNED' || p.node === victim.id || p.term <= m.term) return false;
+        takenOver.set(m.name, p.term);
+        return true;
       });
     }, 30_000, 'pchannels of the paused node reassigned');
     victim.signal('SIGCONT');
     // It notices its lease is gone and drops every WAL; the coordinator sees it come back empty-handed.
     await eventually(() => victim.output().includes('node self-fenced'), 15_000, 'self-fence after waking');
+    // Once back (empty-handed), rebalancing may give it a pchannel again: only at a term above the
+    // one its successor got, never at the term it held when it was paused.
     await eventually(async () => {
       const now = await c!.client.status({ timeoutMs: 5000 }).catch(() => undefined);
       const n = now?.nodes.find((x) => x.id === victim.id);
-      return n !== undefined && moved.every((m) => !n.pchannels.includes(m.name));
-    }, 30_000, 'paused node holds none of its old pchannels');
+      return (
+        n !== undefined &&
+        moved.every((m) => {
+          if (!n.pchannels.includes(m.name)) return true;
+          const p = now!.pchannels.find((x) => x.name === m.name);
+          return p !== undefined && p.node === victim.id && p.term > takenOver.get(m.name)!;
+        })
+      );
+    }, 30_000, 'paused node holds none of its old pchannels at an old term');
     const ackedNow = load.acked.length;
     await eventually(() => load.acked.length > ackedNow + 100 || load.failures.length > 0, 30_000, 'load continues');
     await load.stop();
