@@ -196,6 +196,8 @@ export interface RecoveryConfig {
   persistIntervalMs: number;
   /** Dirty state is persisted once this many messages changed it. Default 100. */
   maxDirtyMessages: number;
+  /** Persists triggered by maxDirtyMessages start at most this often, in ms (bounds metadata writes under heavy traffic). Default 100 ms. */
+  minPersistGapMs: number;
   /** On close, how long persisting the last dirty state may take, in ms. Default 3000 ms. */
   gracefulCloseTimeoutMs: number;
 }
@@ -446,6 +448,7 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
       fields: {
         persistIntervalMs: { kind: 'int', min: 1, unit: MS, default: 10_000, doc: 'Dirty state is persisted at least this often, in ms.' },
         maxDirtyMessages: { kind: 'int', min: 1, unit: COUNT, default: 100, doc: 'Dirty state is persisted once this many messages changed it.' },
+        minPersistGapMs: { kind: 'int', min: 0, unit: MS, default: 100, doc: 'Persists triggered by maxDirtyMessages start at most this often, in ms (bounds metadata writes under heavy traffic).' },
         gracefulCloseTimeoutMs: { kind: 'int', min: 0, unit: MS, default: 3_000, doc: 'On close, how long persisting the last dirty state may take, in ms.' },
       },
     },

@@ -22,5 +22,6 @@ export type RecoveryMsg =
   | { type: 'close'; replyTo: Ref<Reply<void>> }
   // completions and timers
   | { type: 'tick' }
+  | { type: 'gapOver' }
   | { type: 'persisted'; error?: unknown }
   | { type: 'flushed'; segmentId: number };

@@ -217,6 +217,7 @@ function clusterFlags(dir: string, redis: RedisProcess, s3: S3rverFixture, prefi
     'segment.maxRows': '60',
     'recovery.persistIntervalMs': '100',
     'recovery.maxDirtyMessages': '10',
+    'recovery.minPersistGapMs': '0',
     dataDir: path.join(dir, prefix),
   };
 }

@@ -67,7 +67,7 @@ function runWriter(dataDir: string, from: number, to: number, fault: string, kil
 /** Flushes everything and returns every row key in the flushed segments (with repeats, if any). */
 async function flushedKeys(dataDir: string): Promise<number[]> {
   const server = await StandaloneServer.start(
-    loadConfig({ flags: { dataDir, 'segment.maxRows': '20', 'recovery.persistIntervalMs': '30', 'recovery.maxDirtyMessages': '5', logLevel: 'error' } }),
+    loadConfig({ flags: { dataDir, 'segment.maxRows': '20', 'recovery.persistIntervalMs': '30', 'recovery.maxDirtyMessages': '5', 'recovery.minPersistGapMs': '0', logLevel: 'error' } }),
   );
   try {
     const info = await server.client.describeCollection('c');

@@ -74,7 +74,7 @@ describe('defaults', () => {
     expect(c.objectStore.local.dir).toBe(path.join('./.walstream-data', 'objects'));
     expect(c.objectStore.s3.pathStyle).toBe(true);
     expect(c.flush.queue).toBe('inline');
-    expect(c.recovery).toEqual({ persistIntervalMs: 10_000, maxDirtyMessages: 100, gracefulCloseTimeoutMs: 3_000 });
+    expect(c.recovery).toEqual({ persistIntervalMs: 10_000, maxDirtyMessages: 100, minPersistGapMs: 100, gracefulCloseTimeoutMs: 3_000 });
   });
 
   it('takes the WAL defaults from actors/wal/options.ts, and cfg.wal is usable as WalOptions', () => {
