@@ -84,6 +84,21 @@ export class WireMailbox implements Mailbox {
 
   // ---------------------------------------------------------------- client side
 
+  /**
+   * Runs `fn` once the clock is past `deadline` (epoch ms). Timers run on the event loop's own
+   * millisecond clock, which can fire a timer while the wall clock still reads the deadline; a
+   * server drops a request only once it is past it, so a client that gave up a moment early would
+   * leave a request that a server still runs. The timer is re-armed until the deadline has passed.
+   */
+  private afterDeadline(deadline: number, fn: () => void): TimerHandle {
+    let current: TimerHandle;
+    const arm = (): void => {
+      current = this.clock.setTimeout(() => (this.clock.now() > deadline ? fn() : arm()), Math.max(1, deadline - this.clock.now() + 1));
+    };
+    arm();
+    return { cancel: () => current.cancel() };
+  }
+
   async request<C extends CallCommand>(address: string, command: C, opts: RequestOptions): Promise<ResultOf<C['type']>> {
     this.checkOpen();
     validateAddress(address);
@@ -97,9 +112,9 @@ export class WireMailbox implements Mailbox {
     await this.ensureReplies();
     this.checkOpen(); // close() may have run meanwhile
     return new Promise<ResultOf<C['type']>>((resolve, reject) => {
-      const timer = this.clock.setTimeout(() => {
+      const timer = this.afterDeadline(deadline, () => {
         if (this.calls.delete(id)) reject(timeoutError(`${type} to ${address}`, timeoutMs, address));
-      }, Math.max(1, deadline - this.clock.now()));
+      });
       this.calls.set(id, { type, address, resolve: resolve as (v: unknown) => void, reject, timer });
       this.wire.sendRequest(address, fields).catch((e: unknown) => {
         if (!this.calls.delete(id)) return;
@@ -129,11 +144,11 @@ export class WireMailbox implements Mailbox {
       monotonic: () => this.clock.monotonic(),
     });
     const opened = new Promise<ClientStream<unknown>>((resolve, reject) => {
-      const timer = this.clock.setTimeout(() => {
+      const timer = this.afterDeadline(deadline, () => {
         if (!this.opening.delete(id)) return;
         this.control('cancel', id, address); // the server may open it later: end it there
         reject(timeoutError(`${type} to ${address}`, timeoutMs, address));
-      }, Math.max(1, deadline - this.clock.now()));
+      });
       this.opening.set(id, { stream, resolve, reject, timer });
       this.wire.sendRequest(address, fields).catch((e: unknown) => {
         if (!this.opening.delete(id)) return;
