@@ -1,3 +1,11 @@
+import type { ObjectBytes } from './object-store';
+
+/** The object's bytes in one array: `data` itself, or its parts joined. */
+export function joinedBytes(data: ObjectBytes): Uint8Array {
+  if (ArrayBuffer.isView(data)) return data;
+  return data.length === 1 ? data[0]! : Buffer.concat(data);
+}
+
 /**
  * Returns a Uint8Array that owns exactly its bytes. Node Buffers may be views into a shared pool
  * (Buffer.concat and small allocations): handing such a view out would expose (and let a caller

@@ -37,6 +37,14 @@ export interface ObjectEntry {
   size: number;
 }
 
+/**
+ * The bytes of an object to put: one array, or parts whose concatenation is the object. Parts let a
+ * writer that has a large object in pieces (a flushed segment's Arrow file is its record batches'
+ * buffers) hand them over without copying them into one buffer first: the local store writes them
+ * with writev(2), the S3 store joins them. A wrapper that forwards `data` passes parts through.
+ */
+export type ObjectBytes = Uint8Array | readonly Uint8Array[];
+
 export interface ObjectStore {
   /** Implementation name: "local", "s3". */
   readonly name: string;
@@ -44,7 +52,7 @@ export interface ObjectStore {
    * Writes a whole object. Readers see either the old object or the complete new one, never a part.
    * Resolves once durable (local: fsynced; S3: acknowledged by the server).
    */
-  put(key: string, data: Uint8Array, opts?: PutOptions): Promise<void>;
+  put(key: string, data: ObjectBytes, opts?: PutOptions): Promise<void>;
   /** The whole object's bytes; rejects with ObjectNotFoundError when the key does not exist. */
   get(key: string): Promise<Uint8Array>;
   /** Size and etag, or undefined when the key does not exist. */

@@ -41,13 +41,23 @@ const HASH_SLICE_BYTES = 8 * 1024 * 1024;
 /**
  * sha256Hex in slices, yielding to the event loop between them: I/O started before (the put of
  * the same bytes) makes progress meanwhile on the I/O threads, so a large file's hash costs little
- * more than its write.
+ * more than its write. The bytes may come in parts (a file's parts back to back): the hash is
+ * that of their concatenation.
  */
-export async function sha256HexYielding(bytes: Uint8Array): Promise<string> {
+export async function sha256HexYielding(bytes: Uint8Array | readonly Uint8Array[]): Promise<string> {
   const hash = createHash('sha256');
-  for (let at = 0; at < bytes.byteLength; at += HASH_SLICE_BYTES) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    hash.update(bytes.subarray(at, Math.min(bytes.byteLength, at + HASH_SLICE_BYTES)));
+  let sinceYield = HASH_SLICE_BYTES;
+  for (const part of ArrayBuffer.isView(bytes) ? [bytes] : bytes) {
+    for (let at = 0; at < part.byteLength; ) {
+      if (sinceYield >= HASH_SLICE_BYTES) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sinceYield = 0;
+      }
+      const end = Math.min(part.byteLength, at + HASH_SLICE_BYTES - sinceYield);
+      hash.update(part.subarray(at, end));
+      sinceYield += end - at;
+      at = end;
+    }
   }
   return hash.digest('hex');
 }

@@ -23,11 +23,12 @@ import type { Timetick } from '../../runtime/message/timetick';
 import { validateSchema } from '../../runtime/message/validate';
 import { isObjectAlreadyExists } from '../objects/errors';
 import type { ObjectStore } from '../objects/object-store';
+import { joinedBytes } from '../objects/bytes';
 import { arrowSchemaOf, fieldsInTableOrder } from './arrow-schema';
 import { SegmentConflictError } from './errors';
 import { SEGMENT_FILES, type SegmentFile, type SegmentRef, segmentFilePaths } from './layout';
 import { SEGMENT_FORMAT_VERSION, type SegmentFileInfo, type SegmentManifest, encodeManifest, sha256Hex, sha256HexYielding } from './manifest';
-import { TableBuilder } from './table-builder';
+import { type BatchBufferPool, TableBuilder } from './table-builder';
 
 export interface InsertBatch {
   timetick: Timetick;
@@ -52,6 +53,14 @@ export interface EncodeOptions {
   maxRowsPerBatch?: number;
   /** UTF-8 bytes of varchar and json values per record batch, at most (a larger single row gets a batch of its own). Default 64 MiB. */
   maxBatchBytes?: number;
+  /** Reuse full-size batch buffers of earlier segments from this pool (give them back with SegmentEncoder.recycle). */
+  buffers?: BatchBufferPool;
+}
+
+/** What writeSegmentData wrote: the manifest (with the files' checksums) and the keys. */
+export interface WrittenSegment {
+  manifest: SegmentManifest;
+  paths: Record<SegmentFile, string>;
 }
 
 export interface EncodedSegment {
@@ -64,12 +73,14 @@ export interface EncodedSegment {
 
 /**
  * A segment's data files before their checksums are known (SegmentEncoder.finishData): what
- * writeSegmentData hashes while it writes them.
+ * writeSegmentData hashes while it writes them. Each file is given as the parts the Arrow writer
+ * produced (its bytes are the parts back to back): the parts are mostly the record batches' own
+ * buffers, so a large file is never copied into one buffer only to be hashed and written.
  */
 export interface SegmentData {
   paths: Record<SegmentFile, string>;
-  inserts: Uint8Array;
-  deletes: Uint8Array;
+  inserts: readonly Uint8Array[];
+  deletes: readonly Uint8Array[];
   /** The manifest but for the files' checksums. */
   manifest: Omit<SegmentManifest, 'files'> & { files: Record<'inserts' | 'deletes', Omit<SegmentFileInfo, 'sha256'>> };
 }
@@ -111,6 +122,13 @@ export class SegmentEncoder {
   private max: Timetick | undefined;
   /** Reused by addEncodedInsert: the message's columns in table order. */
   private readonly ordered: (EncodedColumn | undefined)[];
+  /**
+   * Column names of the previous encoded insert by position: the inserts of a segment carry their
+   * columns in one order, so a column's field is found by comparing its (freshly decoded) name
+   * with the one before, instead of hashing it for the fieldIndex lookup.
+   */
+  private readonly lastNames: string[] = [];
+  private readonly lastFields: number[] = [];
 
   constructor(segment: SegmentRef & { schema: CollectionSchema }, opts: EncodeOptions = {}) {
     const maxRowsPerBatch = opts.maxRowsPerBatch ?? DEFAULT_MAX_ROWS_PER_BATCH;
@@ -126,8 +144,8 @@ export class SegmentEncoder {
     this.fieldIndex = new Map(this.fields.map((f, i) => [f.name, i]));
     this.ordered = new Array<EncodedColumn | undefined>(this.fields.length);
     const limits = { maxRowsPerBatch, maxBatchBytes };
-    this.inserts = new TableBuilder(arrowSchemaOf('inserts', segment.schema, this.ref), this.fields, limits);
-    this.deletes = new TableBuilder(arrowSchemaOf('deletes', segment.schema, this.ref), [primaryKey], limits);
+    this.inserts = new TableBuilder(arrowSchemaOf('inserts', segment.schema, this.ref), this.fields, limits, opts.buffers);
+    this.deletes = new TableBuilder(arrowSchemaOf('deletes', segment.schema, this.ref), [primaryKey], limits, opts.buffers);
   }
 
   /** Adds an insert's rows (every schema field needs a column; values are checked). */
@@ -178,14 +196,27 @@ export class SegmentEncoder {
 
   /** Encodes the files and the manifest. The encoder is spent. */
   finish(): EncodedSegment {
-    const data = this.finishData();
-    return completeSegment(data, { inserts: sha256Hex(data.inserts), deletes: sha256Hex(data.deletes) });
-  }
-
-  /** Encodes the data files, leaving their checksums to writeSegmentData. The encoder is spent. */
-  finishData(): SegmentData {
     const inserts = arrow.tableToIPC(this.inserts.finish(), 'file');
     const deletes = arrow.tableToIPC(this.deletes.finish(), 'file');
+    return completeSegment(this.dataOf([inserts], [deletes]), { inserts: sha256Hex(inserts), deletes: sha256Hex(deletes) });
+  }
+
+  /** Encodes the data files (in parts), leaving their checksums to writeSegmentData. The encoder is spent. */
+  async finishData(): Promise<SegmentData> {
+    return this.dataOf(await ipcFileParts(this.inserts.finish()), await ipcFileParts(this.deletes.finish()));
+  }
+
+  /**
+   * Gives the record batches' buffers to the `buffers` pool of the options, for the next segment.
+   * Only after the files are written (writeSegmentData resolved): nothing may use the encoder, its
+   * SegmentData or the tables any more.
+   */
+  recycle(): void {
+    this.inserts.recycle();
+    this.deletes.recycle();
+  }
+
+  private dataOf(inserts: readonly Uint8Array[], deletes: readonly Uint8Array[]): SegmentData {
     return {
       paths: this.paths,
       inserts,
@@ -195,8 +226,8 @@ export class SegmentEncoder {
         ...this.ref,
         schema: this.schema,
         files: {
-          inserts: { name: SEGMENT_FILES.inserts, rows: this.inserts.rows, bytes: inserts.byteLength },
-          deletes: { name: SEGMENT_FILES.deletes, rows: this.deletes.rows, bytes: deletes.byteLength },
+          inserts: { name: SEGMENT_FILES.inserts, rows: this.inserts.rows, bytes: byteLengthOf(inserts) },
+          deletes: { name: SEGMENT_FILES.deletes, rows: this.deletes.rows, bytes: byteLengthOf(deletes) },
         },
         timetick: this.min === undefined || this.max === undefined ? undefined : { min: this.min, max: this.max },
       },
@@ -209,13 +240,24 @@ export class SegmentEncoder {
     if (this.max === undefined || t > this.max) this.max = t;
   }
 
+  /** Field index of column `name` (undefined: not in the schema), remembered for the column's position. */
+  private fieldOfColumn(name: string, position: number): number | undefined {
+    const k = this.fieldIndex.get(name);
+    if (k !== undefined) {
+      this.lastNames[position] = name;
+      this.lastFields[position] = k;
+    }
+    return k;
+  }
+
   /** Puts an encoded insert's columns in table order into `ordered`, checking them against the schema; returns the row count. */
   private orderEncoded(columns: readonly EncodedColumn[], index: number): number {
     const ordered = this.ordered;
-    ordered.fill(undefined);
+    for (let k = 0; k < ordered.length; k++) ordered[k] = undefined;
     let rows = -1;
-    for (const c of columns) {
-      const k = this.fieldIndex.get(c.name);
+    for (let i = 0; i < columns.length; i++) {
+      const c = columns[i]!;
+      const k = c.name === this.lastNames[i] ? this.lastFields[i] : this.fieldOfColumn(c.name, i);
       if (k === undefined) throw bad(`insert ${index}: unknown column ${c.name}`, { insert: index, field: c.name });
       if (ordered[k] !== undefined) throw bad(`insert ${index}: duplicate column ${c.name}`, { insert: index, field: c.name });
       const f = this.fields[k]!;
@@ -235,17 +277,41 @@ export class SegmentEncoder {
   }
 }
 
-/** The segment's files and manifest, given its data files' checksums. */
+/**
+ * The parts of an Arrow IPC file as its writer emits them (tableToIPC(table, 'file') is their
+ * concatenation): the body parts are views of the record batches' buffers, not copies.
+ */
+async function ipcFileParts(table: arrow.Table): Promise<Uint8Array[]> {
+  const parts: Uint8Array[] = [];
+  // The writer is closed once writeAll returns: iterating drains what it buffered, nothing waits.
+  for await (const part of arrow.RecordBatchFileWriter.writeAll(table)) parts.push(part);
+  return parts;
+}
+
+function byteLengthOf(parts: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  return n;
+}
+
+/** The manifest of `data`, given its data files' checksums. */
+function manifestWith(data: SegmentData, sha256: Record<'inserts' | 'deletes', string>): SegmentManifest {
+  const m = data.manifest;
+  return { ...m, files: { inserts: { ...m.files.inserts, sha256: sha256.inserts }, deletes: { ...m.files.deletes, sha256: sha256.deletes } } };
+}
+
+/** The segment's files and manifest (a file's parts joined), given its data files' checksums. */
 function completeSegment(data: SegmentData, sha256: Record<'inserts' | 'deletes', string>): EncodedSegment {
-  const { paths, manifest: m } = data;
-  const manifest: SegmentManifest = { ...m, files: { inserts: { ...m.files.inserts, sha256: sha256.inserts }, deletes: { ...m.files.deletes, sha256: sha256.deletes } } };
+  const { paths } = data;
+  const manifest = manifestWith(data, sha256);
   const files = new Map<string, Uint8Array>([
-    [paths.inserts, data.inserts],
-    [paths.deletes, data.deletes],
+    [paths.inserts, joinedBytes(data.inserts)],
+    [paths.deletes, joinedBytes(data.deletes)],
     [paths.manifest, encodeManifest(manifest)],
   ]);
   return { files, manifest, paths };
 }
+
 
 /**
  * Writes an encoded segment: the data files, then the manifest create-only. Idempotent for the same
@@ -253,9 +319,10 @@ function completeSegment(data: SegmentData, sha256: Record<'inserts' | 'deletes'
  */
 export async function writeSegment(store: ObjectStore, segment: EncodedSegment): Promise<void> {
   const { paths } = segment;
-  if ((await store.head(paths.manifest)) !== undefined) return confirmSameManifest(store, segment);
+  const manifest = segment.files.get(paths.manifest)!;
+  if ((await store.head(paths.manifest)) !== undefined) return confirmSameManifest(store, paths.manifest, manifest);
   await Promise.all([store.put(paths.inserts, segment.files.get(paths.inserts)!), store.put(paths.deletes, segment.files.get(paths.deletes)!)]);
-  await putManifest(store, segment);
+  await putManifest(store, paths.manifest, manifest);
 }
 
 /**
@@ -263,37 +330,37 @@ export async function writeSegment(store: ObjectStore, segment: EncodedSegment):
  * are being put (the hash of a large file costs about as much as its write), then the manifest is
  * put the same way. Resolves with the complete segment.
  */
-export async function writeSegmentData(store: ObjectStore, data: SegmentData): Promise<EncodedSegment> {
+export async function writeSegmentData(store: ObjectStore, data: SegmentData): Promise<WrittenSegment> {
   const { paths } = data;
-  const hashAll = async (): Promise<EncodedSegment> =>
-    completeSegment(data, { inserts: await sha256HexYielding(data.inserts), deletes: await sha256HexYielding(data.deletes) });
+  const hashAll = async (): Promise<SegmentManifest> =>
+    manifestWith(data, { inserts: await sha256HexYielding(data.inserts), deletes: await sha256HexYielding(data.deletes) });
   if ((await store.head(paths.manifest)) !== undefined) {
-    const segment = await hashAll();
-    await confirmSameManifest(store, segment);
-    return segment;
+    const manifest = await hashAll();
+    await confirmSameManifest(store, paths.manifest, encodeManifest(manifest));
+    return { manifest, paths };
   }
   const puts = Promise.all([store.put(paths.inserts, data.inserts), store.put(paths.deletes, data.deletes)]);
   puts.catch(() => undefined); // awaited below; a failure while hashing must not count as unhandled
-  const segment = await hashAll();
+  const manifest = await hashAll();
   await puts;
-  await putManifest(store, segment);
-  return segment;
+  await putManifest(store, paths.manifest, encodeManifest(manifest));
+  return { manifest, paths };
 }
 
 /** Puts the manifest create-only; one already there must be the same. */
-async function putManifest(store: ObjectStore, segment: EncodedSegment): Promise<void> {
+async function putManifest(store: ObjectStore, key: string, manifest: Uint8Array): Promise<void> {
   try {
-    await store.put(segment.paths.manifest, segment.files.get(segment.paths.manifest)!, { ifAbsent: true });
+    await store.put(key, manifest, { ifAbsent: true });
   } catch (e) {
     if (!isObjectAlreadyExists(e)) throw e;
-    await confirmSameManifest(store, segment);
+    await confirmSameManifest(store, key, manifest);
   }
 }
 
-/** SegmentConflictError unless the stored manifest is this segment's. */
-async function confirmSameManifest(store: ObjectStore, segment: EncodedSegment): Promise<void> {
-  const stored = await store.get(segment.paths.manifest);
-  if (!Buffer.from(stored).equals(Buffer.from(segment.files.get(segment.paths.manifest)!))) throw new SegmentConflictError(segment.paths.manifest);
+/** SegmentConflictError unless the stored manifest is this one. */
+async function confirmSameManifest(store: ObjectStore, key: string, manifest: Uint8Array): Promise<void> {
+  const stored = await store.get(key);
+  if (!Buffer.from(stored).equals(Buffer.from(manifest.buffer, manifest.byteOffset, manifest.byteLength))) throw new SegmentConflictError(key);
 }
 
 // ------------------------------------------------------------------ input checks

@@ -9,7 +9,7 @@
  * A record batch is sealed when it holds `maxRowsPerBatch` rows, or before a row that would bring
  * its text (the UTF-8 of varchar and json values) past `maxBatchBytes` (a larger single row gets a
  * batch of its own). The batches depend only on the rows, not on how they were appended, so the
- * same rows always give the same file. A batch's buffers start small and double; once a batch was
+ * same rows always give the same file. A batch's buffers start small and grow; once a batch was
  * full the next ones start full-size, so a large segment is copied once and a small one stays small.
  * The caller (segment-writer.ts) checks the shape of what it appends: columns in table order, of the
  * table's types, with `rows` rows each.
@@ -35,8 +35,14 @@ export interface AppendContext {
   index: number;
 }
 
-/** Rows of the first batch's buffers; they double up to maxRowsPerBatch. */
+/** Rows of the first batch's buffers; they grow GROWTH-fold up to maxRowsPerBatch. */
 const INITIAL_BATCH_ROWS = 1024;
+/**
+ * Growth factor of a batch's buffers: every growth allocates and copies, so growing 4-fold copies
+ * a third of the final size (1 + 1/4 + …) where doubling copies all of it once more; a large
+ * segment pays that on its first batch only, a small one keeps buffers at most 4× its rows.
+ */
+const GROWTH = 4;
 const MAX_TEXT_BYTES_PER_COLUMN = 0x7fffffff;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -61,6 +67,8 @@ interface ColumnBuffer {
   data(rows: number): arrow.Data;
   /** Hands the buffers over (to a sealed batch) and starts empty. */
   release(): void;
+  /** Gives the full-size buffers of the batches sealed so far to `pool` (they must be unused from now on). */
+  recycle(pool: BatchBufferPool): void;
 }
 
 type FixedArray = Int32Array | BigInt64Array | BigUint64Array | Float32Array | Float64Array;
@@ -75,24 +83,87 @@ const FIXED: Record<FixedKind, { bytes: number; make: (n: number) => FixedArray;
   floatVector: { bytes: 4, make: (n) => new Float32Array(n), read: (v, at) => v.getFloat32(at, true) },
 };
 
+/**
+ * Spare fixed-width column buffers of full-size record batches, for the next segment encoded on
+ * this thread (a flush thread encodes segment after segment, mostly of one shape). A fresh buffer
+ * costs a page fault per 4 KiB the first time it is written — on the dev VM about as much as the
+ * copy into it — and a reused one nothing. A buffer comes back only when the segment that used it
+ * is written (SegmentEncoder.recycle); a reused one holds stale bytes, but a batch exposes (and
+ * Arrow writes) only its rows, each of which is written before the batch is sealed. Bounded by
+ * `maxBytes`; emptied once unused for `idleMs`, so an idle process does not keep it.
+ */
+export class BatchBufferPool {
+  private readonly spare = new Map<string, FixedArray[]>();
+  private bytes = 0;
+  private idle: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly idleMs: number,
+  ) {}
+
+  /** A spare buffer of `kind` with exactly `length` elements, if there is one. */
+  take(kind: FixedKind, length: number): FixedArray | undefined {
+    const a = this.spare.get(poolKey(kind, length))?.pop();
+    if (a !== undefined) this.bytes -= a.byteLength;
+    return a;
+  }
+
+  /** Keeps `a` (of `kind`, no longer used by anyone) for a later take, within the bound. */
+  give(kind: FixedKind, a: FixedArray): void {
+    if (this.bytes + a.byteLength > this.maxBytes) return;
+    const key = poolKey(kind, a.length);
+    const list = this.spare.get(key);
+    if (list) list.push(a);
+    else this.spare.set(key, [a]);
+    this.bytes += a.byteLength;
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = setTimeout(() => this.clear(), this.idleMs);
+    this.idle.unref();
+  }
+
+  /** Drops every spare buffer. */
+  clear(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = undefined;
+    this.spare.clear();
+    this.bytes = 0;
+  }
+
+  /** Bytes held. */
+  get size(): number {
+    return this.bytes;
+  }
+}
+
+function poolKey(kind: FixedKind, length: number): string {
+  return `${kind}:${length}`;
+}
+
 /** Fixed-width values (and vectors: `lanes` float32 per row), little-endian like the wire. */
 class FixedBuffer implements ColumnBuffer {
   private values: FixedArray;
   private bytes: Uint8Array = EMPTY;
   private readonly rowBytes: number;
+  /** Full-size buffers handed to sealed batches (see recycle). */
+  private sealedFull: FixedArray[] = [];
 
   constructor(
     private readonly kind: FixedKind,
     private readonly name: string,
     private readonly type: arrow.DataType,
     private readonly lanes: number,
+    /** Rows of a full batch (maxRowsPerBatch): only buffers of that size are pooled. */
+    private readonly fullRows: number,
+    private readonly pool: BatchBufferPool | undefined,
   ) {
     this.rowBytes = FIXED[kind].bytes * lanes;
     this.values = FIXED[kind].make(0);
   }
 
   reserve(capacity: number, used: number): void {
-    const grown = FIXED[this.kind].make(capacity * this.lanes);
+    const length = capacity * this.lanes;
+    const grown = (capacity === this.fullRows ? this.pool?.take(this.kind, length) : undefined) ?? FIXED[this.kind].make(length);
     const bytes = new Uint8Array(grown.buffer, grown.byteOffset, grown.byteLength);
     bytes.set(this.bytes.subarray(0, used * this.rowBytes));
     this.values = grown;
@@ -167,8 +238,14 @@ class FixedBuffer implements ColumnBuffer {
   }
 
   release(): void {
+    if (this.pool && this.values.length === this.fullRows * this.lanes && this.values.length > 0) this.sealedFull.push(this.values);
     this.values = FIXED[this.kind].make(0);
     this.bytes = EMPTY;
+  }
+
+  recycle(pool: BatchBufferPool): void {
+    for (const a of this.sealedFull) pool.give(this.kind, a);
+    this.sealedFull = [];
   }
 }
 
@@ -206,6 +283,9 @@ class BoolBuffer implements ColumnBuffer {
   release(): void {
     this.values = EMPTY;
   }
+
+  /** Booleans are a byte per row while building: not worth pooling. */
+  recycle(): void {}
 }
 
 /** UTF-8 text (varchar, json): Arrow's offsets and one byte buffer per batch. */
@@ -279,6 +359,9 @@ class Utf8Buffer implements ColumnBuffer {
     this.offsets = new Int32Array(1);
     this.bytes = EMPTY;
   }
+
+  /** Text buffers are sized by their batch's text, not by its rows: not pooled. */
+  recycle(): void {}
 }
 
 /** The UTF-8 of each value of a varchar or json column (json: its JSON text), checked. */
@@ -304,17 +387,17 @@ function textsOf(f: FieldSchema, c: Column, where: AppendContext): Uint8Array[] 
   return out;
 }
 
-function bufferFor(f: FieldSchema): ColumnBuffer {
+function bufferFor(f: FieldSchema, fullRows: number, pool: BatchBufferPool | undefined): ColumnBuffer {
   switch (f.type) {
     case 'floatVector':
-      return new FixedBuffer('floatVector', f.name, arrowTypeOf('floatVector', f.dim), f.dim ?? 0);
+      return new FixedBuffer('floatVector', f.name, arrowTypeOf('floatVector', f.dim), f.dim ?? 0, fullRows, pool);
     case 'bool':
       return new BoolBuffer(f.name);
     case 'varchar':
     case 'json':
       return new Utf8Buffer(f.name);
     default:
-      return new FixedBuffer(f.type, f.name, arrowTypeOf(f.type), 1);
+      return new FixedBuffer(f.type, f.name, arrowTypeOf(f.type), 1, fullRows, pool);
   }
 }
 
@@ -337,9 +420,12 @@ export class TableBuilder {
     private readonly schema: arrow.Schema,
     private readonly fields: readonly FieldSchema[],
     private readonly limits: TableLimits,
+    /** Where full-size batch buffers come from and go back to (recycle); none: always fresh. */
+    private readonly pool?: BatchBufferPool,
   ) {
-    this.timeticks = new FixedBuffer('uint64', TIMETICK_COLUMN, new arrow.Uint64(), 1);
-    const own = fields.map(bufferFor);
+    const full = limits.maxRowsPerBatch;
+    this.timeticks = new FixedBuffer('uint64', TIMETICK_COLUMN, new arrow.Uint64(), 1, full, pool);
+    const own = fields.map((f) => bufferFor(f, full, pool));
     this.buffers = [own[0]!, this.timeticks, ...own.slice(1)];
     this.textFields = fields.flatMap((f, i) => (f.type === 'varchar' || f.type === 'json' ? [i] : []));
     this.startCapacity = Math.min(INITIAL_BATCH_ROWS, limits.maxRowsPerBatch);
@@ -389,6 +475,14 @@ export class TableBuilder {
     return new arrow.Table(this.schema, this.batches);
   }
 
+  /**
+   * Gives the sealed batches' full-size buffers back to the pool. Only once nothing refers to the
+   * table any more (its files are written): the next segment overwrites them. The builder is spent.
+   */
+  recycle(): void {
+    if (this.pool) for (const b of this.buffers) b.recycle(this.pool);
+  }
+
   /** Buffer of field `k` (table order without `_timetick`). */
   private bufferOf(k: number): ColumnBuffer {
     return this.buffers[k === 0 ? 0 : k + 1]!;
@@ -429,7 +523,7 @@ export class TableBuilder {
 
   private reserve(rows: number): void {
     if (rows <= this.capacity) return;
-    const capacity = Math.min(this.limits.maxRowsPerBatch, Math.max(rows, this.startCapacity, 2 * this.capacity));
+    const capacity = Math.min(this.limits.maxRowsPerBatch, Math.max(rows, this.startCapacity, GROWTH * this.capacity));
     for (const b of this.buffers) b.reserve(capacity, this.batchRows);
     this.capacity = capacity;
   }

@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
+import nodeFs = require('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describeObjectStoreConformance } from './object-store.suite';
 import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
 import { ErrorCode } from '../../runtime/errors';
+import { ObjectAlreadyExistsError } from '../../storage/objects/errors';
 import { seededRandom } from '../../runtime/clock';
 
 async function tempDir(): Promise<string> {
@@ -56,6 +58,35 @@ describe('LocalObjectStore specifics', () => {
     await expect(store.put('a/b/c/d', new Uint8Array([3]))).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
     expect([...(await store.get('a/b/c'))]).toEqual([1]);
     await store.close();
+  });
+
+  it('writes an object given in thousands of parts (more than one writev), leaving no temporary file', async () => {
+    const store = await LocalObjectStore.open({ dir });
+    const parts = Array.from({ length: 2500 }, (_, i) => new Uint8Array(i % 7).fill(i & 0xff)); // over IOV_MAX (1024)
+    parts.push(new Uint8Array(3 << 20).fill(9));
+    await store.put('a/b', parts);
+    expect(Buffer.from(await store.get('a/b')).equals(Buffer.concat(parts))).toBe(true);
+    await expect(store.put('a/b', [new Uint8Array([1])], { ifAbsent: true })).rejects.toBeInstanceOf(ObjectAlreadyExistsError);
+    expect(await fs.promises.readdir(path.join(dir, '.walstream', 'tmp'))).toEqual([]);
+    await store.close();
+    await expect(store.put('a/d', [])).rejects.toMatchObject({ code: ErrorCode.ON_SHUTDOWN });
+  });
+
+  it('completes an object given in parts across short writes', async () => {
+    const store = await LocalObjectStore.open({ dir, fsync: false });
+    const writev = nodeFs.writev;
+    // A writev that writes at most 5 bytes: every part is finished over several calls.
+    const spy = jest.spyOn(nodeFs, 'writev').mockImplementation(((fd: number, bufs: NodeJS.ArrayBufferView[], pos: number, cb: (err: NodeJS.ErrnoException | null, n: number) => void) =>
+      writev(fd, [Buffer.from(bufs[0]!.buffer, bufs[0]!.byteOffset, Math.min(5, bufs[0]!.byteLength))], pos, cb)) as unknown as typeof nodeFs.writev);
+    try {
+      const parts = [Buffer.from('hello, '), Buffer.alloc(0), Buffer.from('parts'), Buffer.from(' written in pieces')];
+      await store.put('k', parts);
+      expect(spy.mock.calls.length).toBeGreaterThan(6);
+      expect(Buffer.from(await store.get('k')).toString()).toBe('hello, parts written in pieces');
+    } finally {
+      spy.mockRestore();
+      await store.close();
+    }
   });
 
   it('removes stale temporary files of a crashed writer on open, and keeps fresh ones', async () => {

@@ -113,6 +113,20 @@ export function describeObjectStoreConformance(name: string, factory: () => Prom
       expect(Buffer.from(await store.get('view')).toString()).toBe('HELLO');
     });
 
+    it('puts an object given in parts as their concatenation (views, empty parts, no parts), create-only too', async () => {
+      const random = seededRandom(SEED + 1);
+      const backing = randomBytes(random, 3 * MIB);
+      const parts = [backing.subarray(0, 10), new Uint8Array(0), backing.subarray(10, MIB + 7), text('-tail-'), backing.subarray(2 * MIB)];
+      await store.put('parts/a', parts);
+      expect(Buffer.from(await store.get('parts/a')).equals(Buffer.concat(parts))).toBe(true);
+      expect(await store.head('parts/a')).toMatchObject({ size: Buffer.concat(parts).byteLength });
+      await store.put('parts/a', []);
+      expect((await store.get('parts/a')).byteLength).toBe(0);
+      await store.put('parts/b', [text('one'), text('two')], { ifAbsent: true });
+      await expect(store.put('parts/b', [text('three')], { ifAbsent: true })).rejects.toBeInstanceOf(ObjectAlreadyExistsError);
+      expect(Buffer.from(await store.get('parts/b')).toString()).toBe('onetwo');
+    });
+
     it('replaces an object on a plain put', async () => {
       await store.put('a/b', text('one'));
       await store.put('a/b', text('second value'));

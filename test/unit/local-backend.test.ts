@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalWalBackend, pchannelDirName, type LocalWalBackendOptions, type LocalWalLogger } from '../../storage/wal/local/local-backend';
 import { computeView, segmentFile } from '../../storage/wal/local/segment-files';
-import { encodeRecordsInto, encodedBytes } from '../../storage/wal/local/record-format';
+import { CORRUPT, INCOMPLETE, encodeRecordsInto, encodedBytes, recordChecksOut, recordLength } from '../../storage/wal/local/record-format';
 import type { DeliverPolicy, LogEntry, WalLog } from '../../storage/wal/backend';
 import { type MessageId, sequenceId } from '../../runtime/message/message-id';
 import { ChannelFencedError, ErrorCode } from '../../runtime/errors';
@@ -587,5 +587,170 @@ describe('local backend: liveness rule of segment files', () => {
     expect(computeView(truncated).dead.map((f) => f.name)).toEqual(names([{ firstSeq: 13, epoch: 1 }]));
     // Unrelated names are ignored.
     expect(live(['terms', 'README', '.tmp-1'])).toEqual([]);
+  });
+});
+
+describe('local backend: record format, read side', () => {
+  it('recordLength and recordChecksOut accept what encodeRecordsInto wrote and reject any changed byte', () => {
+    const records = [0, 1, 4, 37, 1000].map((n) => rec(n + 1, n));
+    const buf = Buffer.alloc(encodedBytes(records));
+    expect(encodeRecordsInto(buf, 0, records)).toBe(buf.length);
+    let at = 0;
+    for (const r of records) {
+      const length = recordLength(buf, at, buf.length);
+      expect(length).toBe(r.length);
+      const payload = buf.subarray(at + 8, at + 8 + length);
+      expect(recordChecksOut(buf, at, payload)).toBe(true);
+      expect(recordLength(buf, at, at + 8 + length - 1)).toBe(INCOMPLETE);
+      for (const k of [0, 3, 4, 7, 8, 8 + length - 1]) {
+        if (k >= 8 + length) continue;
+        const bad = Buffer.from(buf);
+        bad[at + k] = bad[at + k]! ^ 0x40;
+        const l = recordLength(bad, at, bad.length);
+        expect(l === CORRUPT || l !== length || !recordChecksOut(bad, at, bad.subarray(at + 8, at + 8 + l))).toBe(true);
+      }
+      at += 8 + length;
+    }
+    expect(recordLength(buf, at, buf.length)).toBe(INCOMPLETE);
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32LE(0xffffffff, 0);
+    expect(recordLength(huge, 0, 8)).toBe(CORRUPT);
+  });
+});
+
+describe('local backend: reads that start inside a file', () => {
+  // Payloads of varying sizes (40..339 bytes) in 2 KiB files: a start lands at any offset of a file.
+  const SEGMENT = 2048;
+  const N = 60;
+  const payloads = seqs(1, N).map((i) => rec(i));
+  const all = seqs(1, N).map((s) => ({ seq: s, data: payloads[s - 1]! }));
+
+  async function readBatchesUntil(log: WalLog, policy: DeliverPolicy, stopId: MessageId): Promise<LogEntry[]> {
+    const batched = log as WalLog & { readBatches(o: { policy: DeliverPolicy; signal: AbortSignal }): AsyncIterable<LogEntry[]> };
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), DEADLINE_MS);
+    const out: LogEntry[] = [];
+    try {
+      for await (const batch of batched.readBatches({ policy, signal: ac.signal })) {
+        expect(batch.length).toBeGreaterThan(0);
+        out.push(...batch);
+        if (out[out.length - 1]!.id >= stopId) return out;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    throw new Error(`read ended after ${out.length} entries without reaching ${stopId}`);
+  }
+
+  /** File offsets of the records of a segment file, walking its length fields. */
+  function recordOffsets(file: string): number[] {
+    const buf = fs.readFileSync(file);
+    const out: number[] = [];
+    for (let at = 0; at + 8 <= buf.length; at += 8 + buf.readUInt32LE(at)) out.push(at);
+    return out;
+  }
+
+  /** Path and byte offset of record `seq` (its header). */
+  function locateRecord(b: LocalWalBackend, seq: number): { file: string; at: number } {
+    const names = segFiles(b);
+    const name = names.filter((n) => parseInt(n.slice(0, 16), 16) <= seq).pop()!;
+    const file = path.join(b.channelDir(P), name);
+    return { file, at: recordOffsets(file)[seq - parseInt(name.slice(0, 16), 16)]! };
+  }
+
+  function flipPayloadByte(b: LocalWalBackend, seq: number): void {
+    const { file, at } = locateRecord(b, seq);
+    const buf = fs.readFileSync(file);
+    buf[at + 8 + 5] = buf[at + 8 + 5]! ^ 0xff;
+    fs.writeFileSync(file, buf);
+  }
+
+  async function expectCorruptAt(read: Promise<unknown>, seq: number): Promise<void> {
+    await expect(read).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE, details: { id: sequenceId(seq) } });
+  }
+
+  it('StartFrom and StartAfter land on the exact record at every position, in sealed files and in the last one', async () => {
+    const b = newBackend({ segmentBytes: SEGMENT });
+    const log = await b.open({ name: P, term: 1, accessMode: 'rw' });
+    for (const p of payloads) await log.append([p]);
+    const files = segFiles(b);
+    expect(files.length).toBeGreaterThan(5);
+    // The same instance (in-process writer) and another one (a reader in another process).
+    const other = await newBackend({ segmentBytes: SEGMENT }).open({ name: P, term: 0, accessMode: 'ro' });
+    for (const reader of [log, other]) {
+      for (let s = 1; s <= N; s++) {
+        expectRecords(await readUntil(reader, { type: 'startFrom', id: sequenceId(s) }, sequenceId(N)), all.slice(s - 1));
+        if (s < N) expectRecords(await readUntil(reader, { type: 'startAfter', id: sequenceId(s) }, sequenceId(N)), all.slice(s));
+        expectRecords(await readBatchesUntil(reader, { type: 'startFrom', id: sequenceId(s) }, sequenceId(N)), all.slice(s - 1));
+      }
+    }
+  });
+
+  it('lands exactly when the skip spans many read chunks (records across chunk boundaries)', async () => {
+    const opts = { segmentBytes: 1 << 16, readChunkBytes: 4096 };
+    const b = newBackend(opts);
+    const log = await b.open({ name: P, term: 1, accessMode: 'rw' });
+    const many = seqs(1, 700).map((i) => rec(i));
+    for (let i = 0; i < many.length; i += 50) await log.append(many.slice(i, i + 50));
+    expect(segFiles(b).length).toBeGreaterThan(1);
+    const expected = many.map((data, k) => ({ seq: k + 1, data }));
+    const other = await newBackend(opts).open({ name: P, term: 0, accessMode: 'ro' });
+    for (const reader of [log, other]) {
+      for (let s = 1; s <= 700; s += 37) expectRecords(await readUntil(reader, { type: 'startFrom', id: sequenceId(s) }, sequenceId(700)), expected.slice(s - 1));
+    }
+  });
+
+  it('a read started beyond the tail delivers the next record appended, not one passed over', async () => {
+    const b = newBackend({ segmentBytes: SEGMENT });
+    const log = await b.open({ name: P, term: 1, accessMode: 'rw' });
+    for (const p of payloads.slice(0, 10)) await log.append([p]);
+    const reading = readUntil(log, { type: 'startFrom', id: sequenceId(12) }, sequenceId(12));
+    await log.append([payloads[10]!]);
+    await log.append([payloads[11]!]);
+    expectRecords(await reading, [all[11]!]);
+  });
+
+  it('a corrupt record inside the range read is still detected, in a sealed file and after a skip', async () => {
+    const b = newBackend({ segmentBytes: SEGMENT });
+    await writeRecords(b, 1, payloads);
+    const sealed = parseInt(segFiles(b)[2]!.slice(0, 16), 16); // the first record of the third file
+    const bad = sealed + 3;
+    flipPayloadByte(b, bad);
+    const ro = await newBackend({ segmentBytes: SEGMENT }).open({ name: P, term: 0, accessMode: 'ro' });
+    // From the file's start, from inside it before the bad record, and from the bad record itself.
+    for (const start of [sealed, sealed + 1, bad]) await expectCorruptAt(readUntil(ro, { type: 'startFrom', id: sequenceId(start) }, sequenceId(N)), bad);
+    await expectCorruptAt(readBatchesUntil(ro, { type: 'startFrom', id: sequenceId(sealed + 2) }, sequenceId(N)), bad);
+    // A read that starts after it only passes over it (its bytes are not part of what is read).
+    expectRecords(await readUntil(ro, { type: 'startFrom', id: sequenceId(bad + 1) }, sequenceId(N)), all.slice(bad));
+  });
+
+  it('a sealed file that ends before the start of a read is reported, not read past', async () => {
+    const b = newBackend({ segmentBytes: SEGMENT });
+    await writeRecords(b, 1, payloads);
+    const [first, second] = segFiles(b);
+    const next = parseInt(second!.slice(0, 16), 16);
+    const file = path.join(b.channelDir(P), first!);
+    const offsets = recordOffsets(file);
+    fs.truncateSync(file, offsets[offsets.length - 2]! + 10); // cut inside its second-to-last record
+    const ro = await newBackend({ segmentBytes: SEGMENT }).open({ name: P, term: 0, accessMode: 'ro' });
+    await expectCorruptAt(readUntil(ro, { type: 'startFrom', id: sequenceId(next - 1) }, sequenceId(N)), next - 2);
+  });
+
+  it('in the last file the skip checks every record: a read starting beyond a corrupt one delivers nothing', async () => {
+    const b = newBackend({ segmentBytes: 1 << 20 }); // one file: it is the last one
+    await writeRecords(b, 1, payloads);
+    expect(segFiles(b)).toHaveLength(1);
+    flipPayloadByte(b, 20);
+    const ro = await newBackend().open({ name: P, term: 0, accessMode: 'ro' });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    const reading = (async () => {
+      for await (const e of ro.read({ policy: { type: 'startFrom', id: sequenceId(30) }, signal: ac.signal })) got.push(e);
+    })();
+    // Bounded observation: a reader of another process waits at a record that does not check out.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(got).toEqual([]);
+    ac.abort();
+    await reading;
   });
 });

@@ -15,8 +15,9 @@ import { LocalObjectStore } from '../../storage/objects/local/local-object-store
 import { ObjectNotFoundError } from '../../storage/objects/errors';
 import { SegmentConflictError, SegmentCorruptError, SegmentCorruptReason } from '../../storage/segments/errors';
 import { segmentFilePaths } from '../../storage/segments/layout';
-import { decodeManifest, encodeManifest } from '../../storage/segments/manifest';
+import { decodeManifest, encodeManifest, sha256HexYielding } from '../../storage/segments/manifest';
 import { decodeSegment, insertRows, readSegment } from '../../storage/segments/segment-reader';
+import { BatchBufferPool } from '../../storage/segments/table-builder';
 import { type DeleteBatch, type InsertBatch, type SegmentInput, SegmentEncoder, encodeSegment, writeSegment, writeSegmentData } from '../../storage/segments/segment-writer';
 import { decodeLazily, encodeMessage } from '../../runtime/message/codec';
 
@@ -419,6 +420,62 @@ describe(`segment files (seed ${SEED})`, () => {
       return keys;
     };
 
+    it('finishData gives the bytes of finish() in parts, and hashes them as one file', async () => {
+      const segment = new SegmentEncoder(input, { root: 'segments', maxRowsPerBatch: 128 });
+      for (const batch of input.inserts) segment.addInsert(batch);
+      for (const d of input.deletes) segment.addDelete(d);
+      const data = await segment.finishData();
+      const whole = encodeSegment(input, { root: 'segments', maxRowsPerBatch: 128 });
+      expect(data.inserts.length).toBeGreaterThan(1);
+      for (const file of ['inserts', 'deletes'] as const) {
+        const joined = Buffer.concat(data[file]);
+        expect(joined.equals(Buffer.from(fileOf(whole, file)))).toBe(true);
+        expect(await sha256HexYielding(data[file])).toBe(whole.manifest.files[file].sha256);
+      }
+    });
+
+    it('reuses recycled batch buffers for the next segment and still writes exactly its bytes', async () => {
+      const pool = new BatchBufferPool(64 * 1024 * 1024, 60_000);
+      const heldBeforeRecycle: number[] = [];
+      const encodeWith = async (segmentInput: SegmentInput): Promise<Buffer[]> => {
+        const segment = new SegmentEncoder(segmentInput, { root: 'segments', maxRowsPerBatch: 128, buffers: pool });
+        for (const batch of segmentInput.inserts) segment.addInsert(batch);
+        for (const d of segmentInput.deletes) segment.addDelete(d);
+        const data = await segment.finishData();
+        const files = [Buffer.concat(data.inserts), Buffer.concat(data.deletes)];
+        heldBeforeRecycle.push(pool.size);
+        segment.recycle();
+        return files;
+      };
+      const first = await encodeWith(input);
+      expect(first[0]!.equals(Buffer.from(fileOf(encoded, 'inserts')))).toBe(true);
+      const held = pool.size;
+      expect(held).toBeGreaterThan(0); // full 128-row batches came back
+      // Another segment (other rows, fewer of them) fills the stale buffers: only its own rows are written.
+      const other = makeInput(seededRandom(SEED + 7));
+      const second = await encodeWith({ ...other, inserts: other.inserts.slice(0, Math.ceil(other.inserts.length / 2)) });
+      const expected = encodeSegment({ ...other, inserts: other.inserts.slice(0, Math.ceil(other.inserts.length / 2)) }, { root: 'segments', maxRowsPerBatch: 128 });
+      expect(second[0]!.equals(Buffer.from(fileOf(expected, 'inserts')))).toBe(true);
+      expect(second[1]!.equals(Buffer.from(fileOf(expected, 'deletes')))).toBe(true);
+      expect(heldBeforeRecycle[1]).toBeLessThan(held); // the second segment took buffers from the pool
+      pool.clear();
+      expect(pool.size).toBe(0);
+      // The bound: a pool too small for a buffer keeps none.
+      const tiny = new BatchBufferPool(16, 60_000);
+      const segment = new SegmentEncoder(input, { root: 'segments', maxRowsPerBatch: 128, buffers: tiny });
+      for (const batch of input.inserts) segment.addInsert(batch);
+      await segment.finishData();
+      segment.recycle();
+      expect(tiny.size).toBe(0);
+    });
+
+    it('hashes parts across its slices as their concatenation', async () => {
+      const MiB = 1 << 20;
+      const parts = [0, 1, 8 * MiB - 1, 3, 8 * MiB + 5, 0, 17].map((n, i) => new Uint8Array(n).fill(i + 1));
+      expect(await sha256HexYielding(parts)).toBe(createHash('sha256').update(Buffer.concat(parts)).digest('hex'));
+      expect(await sha256HexYielding([])).toBe(createHash('sha256').digest('hex'));
+    });
+
     it('writes, reads back the same rows, and rewrites idempotently', async () => {
       await writeSegment(store, encoded);
       expect(await keysOf()).toEqual([...encoded.files.keys()].sort());
@@ -452,13 +509,13 @@ describe(`segment files (seed ${SEED})`, () => {
         for (const d of input.deletes) segment.addDelete(d);
         return segment.finishData();
       };
-      const written = await writeSegmentData(store, data());
+      const written = await writeSegmentData(store, await data());
       expect(written.manifest).toEqual(encoded.manifest);
       for (const [k, v] of encoded.files) expect({ k, same: Buffer.from(await store.get(k)).equals(Buffer.from(v)) }).toEqual({ k, same: true });
-      await writeSegmentData(store, data()); // a retried flush
+      await writeSegmentData(store, await data()); // a retried flush
       expect(await keysOf()).toEqual([...encoded.files.keys()].sort());
       const other = new SegmentEncoder({ ...input }, { root: 'segments' });
-      expect(await caught(writeSegmentData(store, other.finishData()))).toBeInstanceOf(SegmentConflictError);
+      expect(await caught(writeSegmentData(store, await other.finishData()))).toBeInstanceOf(SegmentConflictError);
     });
 
     it('refuses a manifest stored under another segment', async () => {

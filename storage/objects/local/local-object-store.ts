@@ -3,7 +3,8 @@
  * so the directory can be read with ordinary tools. The store's own temporary files live in
  * `{dir}/.walstream/tmp/` (same file system, so that rename and link are atomic).
  *
- * put: the bytes go to a temporary file (written, fdatasync'ed, closed), which is then renamed over
+ * put: the bytes go to a temporary file (written — parts with writev(2), without joining them —,
+ * fdatasync'ed, closed), which is then renamed over
  * the key (replace) or hard-linked to it (ifAbsent: link(2) fails with EEXIST when the key exists,
  * atomically, and the object appears complete or not at all); then the parent directory is fsync'ed.
  * delete: unlink, then empty parent directories are removed up to the root. A put racing with that
@@ -27,7 +28,7 @@ import {
   transientStoreError,
 } from '../errors';
 import { RESERVED_SEGMENT, validateKey, validatePrefix } from '../keys';
-import type { ObjectEntry, ObjectStat, ObjectStore, PutOptions } from '../object-store';
+import type { ObjectBytes, ObjectEntry, ObjectStat, ObjectStore, PutOptions } from '../object-store';
 import { ownedBytes } from '../bytes';
 
 export interface LocalObjectStoreOptions {
@@ -81,10 +82,12 @@ export class LocalObjectStore implements ObjectStore {
     return store;
   }
 
-  async put(key: string, data: Uint8Array, opts: PutOptions = {}): Promise<void> {
+  async put(key: string, data: ObjectBytes, opts: PutOptions = {}): Promise<void> {
     validateKey(key);
+    // Parts are written with writev(2), never joined in memory.
+    const write = ArrayBuffer.isView(data) ? (fd: number) => writeAllAt(fd, Buffer.from(data.buffer, data.byteOffset, data.byteLength), 0) : (fd: number) => writevAll(fd, data);
     return this.gate.run(async () => {
-      const tmp = await this.writeTemp(key, data);
+      const tmp = await this.writeTemp(key, write);
       try {
         await this.install(key, tmp, opts.ifAbsent === true);
       } finally {
@@ -158,13 +161,13 @@ export class LocalObjectStore implements ObjectStore {
     return key === '' ? this.dir : path.join(this.dir, ...key.split('/'));
   }
 
-  private async writeTemp(key: string, data: Uint8Array): Promise<string> {
+  private async writeTemp(key: string, write: (fd: number) => Promise<void>): Promise<string> {
     const name = `${process.pid}-${++this.tmpSeq}-${this.random.int(2 ** 31).toString(36)}`;
     const tmp = path.join(this.tmpDir, name);
     try {
       const fd = await openFd(tmp, 'wx');
       try {
-        await writeAllAt(fd, Buffer.from(data.buffer, data.byteOffset, data.byteLength), 0);
+        await write(fd);
         if (this.fsync) await fdatasync(fd);
       } finally {
         await closeFd(fd);
@@ -312,6 +315,34 @@ export class LocalObjectStore implements ObjectStore {
         // raced with its owner or another cleaner: fine
       }
     }
+  }
+}
+
+/** Parts an iovec array of one writev(2) holds at most (IOV_MAX on Linux). */
+const MAX_IOVECS = 1024;
+
+/** Writes the parts back to back from offset 0 of a new file, a writev per up to MAX_IOVECS parts (loops over short writes). */
+async function writevAll(fd: number, parts: readonly Uint8Array[]): Promise<void> {
+  let position = 0;
+  let i = 0;
+  let skip = 0; // bytes of parts[i] already written
+  while (i < parts.length) {
+    const batch: Uint8Array[] = [];
+    for (let k = i; k < parts.length && batch.length < MAX_IOVECS; k++) {
+      const p = k === i ? parts[k]!.subarray(skip) : parts[k]!;
+      if (p.byteLength > 0) batch.push(p);
+    }
+    if (batch.length === 0) return;
+    let n = await new Promise<number>((resolve, reject) => fs.writev(fd, batch, position, (err, written) => (err ? reject(err) : resolve(written))));
+    if (n <= 0) throw new Error(`writev returned ${n}`);
+    position += n;
+    // Move past what was written: whole parts, then into the first part not done.
+    while (i < parts.length && n >= parts[i]!.byteLength - skip) {
+      n -= parts[i]!.byteLength - skip;
+      i++;
+      skip = 0;
+    }
+    skip += n;
   }
 }
 

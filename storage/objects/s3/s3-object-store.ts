@@ -31,11 +31,11 @@ import { type Clock, type Random, systemClock, systemRandom } from '../../../run
 import { invalidArgument } from '../../../runtime/errors';
 import { createLogger } from '../../../runtime/logger';
 import { createRetry, type Retry, type RetryOptions } from '../../../runtime/retry';
-import { ownedBytes } from '../bytes';
+import { joinedBytes, ownedBytes } from '../bytes';
 import { CallGate } from '../call-gate';
 import { ObjectAlreadyExistsError, ObjectNotFoundError } from '../errors';
 import { RESERVED_SEGMENT, validateKey, validatePrefix } from '../keys';
-import type { ObjectEntry, ObjectStat, ObjectStore, PutOptions } from '../object-store';
+import type { ObjectBytes, ObjectEntry, ObjectStat, ObjectStore, PutOptions } from '../object-store';
 import { isNotFoundCode, isPreconditionFailedCode, mapS3Error, s3ErrorCode } from './s3-errors';
 
 export type ConditionalWrites = 'auto' | 'native' | 'headThenPut';
@@ -154,8 +154,9 @@ export class S3ObjectStore implements ObjectStore {
     return store;
   }
 
-  async put(key: string, data: Uint8Array, opts: PutOptions = {}): Promise<void> {
+  async put(key: string, parts: ObjectBytes, opts: PutOptions = {}): Promise<void> {
     validateKey(key);
+    const data = joinedBytes(parts);
     return this.gate.run(async () => {
       if (opts.ifAbsent !== true) return this.putObject(key, data, false);
       const mode = await this.resolveConditionalMode();

@@ -71,7 +71,21 @@ export class LocalReader {
     if (cur) await cur.cursor.close();
   }
 
+  /** The entries one at a time (WalLog.read). */
   async *run(): AsyncGenerator<LogEntry> {
+    for await (const batch of this.runBatches()) {
+      for (const entry of batch) {
+        yield entry;
+        if (this.stopped()) return;
+      }
+    }
+  }
+
+  /**
+   * The entries in batches, as they come out of the file (up to one peek each, never empty): for a
+   * reader that goes through many entries (a flush), one await per batch instead of one per entry.
+   */
+  async *runBatches(): AsyncGenerator<LogEntry[]> {
     try {
       while (!this.stopped()) {
         if (!this.cur) {
@@ -82,6 +96,7 @@ export class LocalReader {
         const file = cur.cursor.file;
         const local = this.localWriter(file.epoch);
         const bound = cur.limit ?? (local ? local.durableNext : Number.MAX_SAFE_INTEGER);
+        if (cur.cursor.seq < Math.min(this.next!, bound)) await this.skipToNext(cur, bound);
         const { entries, stop } = await cur.cursor.peek(bound, MAX_PEEK);
         if (this.stopped()) return;
 
@@ -100,14 +115,12 @@ export class LocalReader {
           }
           const first = cur.cursor.seq;
           cur.cursor.advance(n);
-          for (let k = 0; k < n; k++) {
-            const seq = first + k;
-            if (seq < this.next!) continue;
-            this.next = seq + 1;
-            this.delivered = true;
-            yield entries[k]!;
-            if (this.stopped()) return;
-          }
+          const from = Math.max(0, this.next! - first);
+          if (from >= n) continue;
+          this.next = first + n;
+          this.delivered = true;
+          yield from === 0 && n === entries.length ? entries : entries.slice(from, n);
+          if (this.stopped()) return;
           continue;
         }
 
@@ -142,6 +155,17 @@ export class LocalReader {
       await this.close();
       this.onDone();
     }
+  }
+
+  /**
+   * Moves the cursor to `next` (the start of the read, or past what a relocation skips) without
+   * building entries for the records before it; never past `bound` (the in-process writer's durable
+   * position: bytes beyond it may still be undone). In a sealed file (its successor known) records
+   * are passed over by their lengths; in the last file only over records that check out, as peek
+   * would. Records before `next` are never delivered, so passing over them changes nothing else.
+   */
+  private async skipToNext(cur: Current, bound: number): Promise<void> {
+    await cur.cursor.skip(Math.min(this.next!, bound), cur.limit === undefined);
   }
 
   private stopped(): boolean {

@@ -5,7 +5,7 @@
  */
 import type { LogEntry } from '../backend';
 import { sequenceId } from '../../../runtime/message/message-id';
-import { CORRUPT, INCOMPLETE, RECORD_HEADER_BYTES, bytesNeeded, probeRecord } from './record-format';
+import { CORRUPT, INCOMPLETE, RECORD_HEADER_BYTES, bytesNeeded, recordChecksOut, recordLength } from './record-format';
 import { closeFd, readAt } from './fs-io';
 import type { SegmentFile } from './segment-files';
 
@@ -60,26 +60,58 @@ export class SegmentCursor {
       if (seq >= maxSeq) return { entries, stop: 'limit' };
       if (entries.length >= maxCount) return { entries, stop: 'max' };
       let rel = off - this.bufStart;
-      let r = rel >= 0 && rel <= this.bufLen ? probeRecord(this.buf, rel, this.bufLen) : INCOMPLETE;
+      let r = rel >= 0 && rel <= this.bufLen ? recordLength(this.buf, rel, this.bufLen) : INCOMPLETE;
       if (r === INCOMPLETE) {
         if (entries.length > 0 || readOnce) return { entries, stop: 'more' };
-        const need = rel >= 0 && rel <= this.bufLen ? bytesNeeded(this.buf, rel, this.bufLen) : RECORD_HEADER_BYTES;
-        const got = await this.fill(off, Math.max(this.chunkBytes, need));
+        const got = await this.fill(off, Math.max(this.chunkBytes, this.bytesNeededAt(off)));
         readOnce = true;
         rel = 0;
-        r = probeRecord(this.buf, 0, this.bufLen);
+        r = recordLength(this.buf, 0, this.bufLen);
         if (r === INCOMPLETE) return { entries, stop: got === 0 ? 'eof' : 'incomplete' };
       }
-      if (r === CORRUPT) {
+      const dataAt = rel + RECORD_HEADER_BYTES;
+      // The entry's view is also what the CRC is computed over: one subarray per record.
+      const data = r === CORRUPT ? undefined : this.buf.subarray(dataAt, dataAt + r);
+      if (data === undefined || !recordChecksOut(this.buf, rel, data)) {
         // Drop the buffer so that a later peek looks at the file again (a live tail may still change).
         if (entries.length === 0) this.bufLen = 0;
         return { entries, stop: 'corrupt' };
       }
-      const dataAt = rel + RECORD_HEADER_BYTES;
-      entries.push({ id: sequenceId(seq), data: this.buf.subarray(dataAt, dataAt + r), verified: true });
+      entries.push({ id: sequenceId(seq), data, verified: true });
       off += RECORD_HEADER_BYTES + r;
       this.ends.push(off);
       seq++;
+    }
+  }
+
+  /**
+   * Moves the cursor forward to record `toSeq` without handing out entries, reading the file in
+   * chunks and stepping from header to header: a reader that starts inside a file does not build
+   * an entry for each record before its start. It stops early, before the first record whose bytes
+   * are not all there yet and, with `verify`, before the first one that does not check out, so the
+   * next peek finds that record and reports it as it would have without the skip.
+   * `verify` false (lengths only, no CRC) is for records that were complete and valid before the
+   * file got its successor (a sealed file: the writer fdatasyncs it before rolling over, a cut
+   * scans it): their checksums protect data nobody asked for. Whatever is delivered from the
+   * landing position on is checked by peek as always.
+   */
+  async skip(toSeq: number, verify: boolean): Promise<void> {
+    this.ends = [];
+    let scratch: Buffer | undefined;
+    while (this.seq < toSeq) {
+      const rel = this.offset - this.bufStart;
+      let r = rel >= 0 && rel <= this.bufLen ? recordLength(this.buf, rel, this.bufLen) : INCOMPLETE;
+      if (r === INCOMPLETE) {
+        // Nothing of these chunks is handed out: one scratch buffer serves the whole skip.
+        scratch = await this.fillInto(scratch, this.offset, Math.max(this.chunkBytes, this.bytesNeededAt(this.offset)));
+        r = recordLength(this.buf, 0, this.bufLen);
+        if (r === INCOMPLETE) return;
+      }
+      if (r === CORRUPT) return;
+      const at = this.offset - this.bufStart;
+      if (verify && !recordChecksOut(this.buf, at, this.buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + r))) return;
+      this.offset += RECORD_HEADER_BYTES + r;
+      this.seq++;
     }
   }
 
@@ -101,9 +133,22 @@ export class SegmentCursor {
     await closeFd(this.fd);
   }
 
-  private async fill(position: number, size: number): Promise<number> {
+  /** Bytes to read at `position` to see all of the record there (its header when nothing of it is buffered). */
+  private bytesNeededAt(position: number): number {
+    const rel = position - this.bufStart;
+    return rel >= 0 && rel <= this.bufLen ? bytesNeeded(this.buf, rel, this.bufLen) : RECORD_HEADER_BYTES;
+  }
+
+  /** fill() into `scratch` when it is large enough (bytes nobody holds a view of); returns the buffer used. */
+  private async fillInto(scratch: Buffer | undefined, position: number, size: number): Promise<Buffer> {
+    const buf = scratch !== undefined && scratch.length >= size ? scratch : Buffer.allocUnsafe(size);
+    await this.fill(position, size, buf);
+    return buf;
+  }
+
+  private async fill(position: number, size: number, into?: Buffer): Promise<number> {
     if (this.closed) throw new CursorClosedError();
-    let buf = Buffer.allocUnsafe(size);
+    let buf = into ?? Buffer.allocUnsafe(size);
     const io = readAt(this.fd, buf, 0, size, position);
     this.io = io;
     let n: number;
@@ -114,7 +159,7 @@ export class SegmentCursor {
     }
     // A short read of a regular file means end of file. Keep small reads in a right-sized copy, so
     // that entries handed out do not pin a mostly empty chunk.
-    if (n < size >>> 2) buf = Buffer.from(buf.subarray(0, n));
+    if (n < size >>> 2 && into === undefined) buf = Buffer.from(buf.subarray(0, n));
     this.buf = buf;
     this.bufStart = position;
     this.bufLen = n;
