@@ -65,7 +65,9 @@ describe('recovery storage persist pacing', () => {
     fx = await walFixture(new MemoryWalBackend(), undefined, { recovery: { maxDirtyMessages: 5, minPersistGapMs: 0, persistIntervalMs: 60_000 } });
     const at = recordCheckpointWrites(fx);
     await traffic(fx, 400, 900);
-    expect(at.length).toBeGreaterThan(15);
+    // Paced at 150 ms the same traffic gets at most ~7; unpaced, persists follow one another (each a
+    // snapshot write with two fsyncs, a few ms here, tens under load).
+    expect(at.length).toBeGreaterThan(8);
   });
 
   it('a persist due when the gap ends catches the last dirty messages without waiting for the interval', async () => {
