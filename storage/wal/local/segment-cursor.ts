@@ -63,10 +63,16 @@ export class SegmentCursor {
       let r = rel >= 0 && rel <= this.bufLen ? recordLength(this.buf, rel, this.bufLen) : INCOMPLETE;
       if (r === INCOMPLETE) {
         if (entries.length > 0 || readOnce) return { entries, stop: 'more' };
-        const got = await this.fill(off, Math.max(this.chunkBytes, this.bytesNeededAt(off)));
+        let got = await this.fill(off, Math.max(this.chunkBytes, this.bytesNeededAt(off)));
         readOnce = true;
         rel = 0;
         r = recordLength(this.buf, 0, this.bufLen);
+        if (r === INCOMPLETE && got > 0 && this.bytesNeededAt(off) > this.bufLen) {
+          // Nothing of the record was buffered, so the read was sized without its length: a record
+          // larger than a chunk needs a second read, now that its header says how long it is.
+          got = await this.fill(off, this.bytesNeededAt(off));
+          r = recordLength(this.buf, 0, this.bufLen);
+        }
         if (r === INCOMPLETE) return { entries, stop: got === 0 ? 'eof' : 'incomplete' };
       }
       const dataAt = rel + RECORD_HEADER_BYTES;
@@ -105,6 +111,11 @@ export class SegmentCursor {
         // Nothing of these chunks is handed out: one scratch buffer serves the whole skip.
         scratch = await this.fillInto(scratch, this.offset, Math.max(this.chunkBytes, this.bytesNeededAt(this.offset)));
         r = recordLength(this.buf, 0, this.bufLen);
+        if (r === INCOMPLETE && this.bytesNeededAt(this.offset) > this.bufLen && this.bufLen > 0) {
+          // A record larger than a chunk: read all of it, now that its length is known.
+          scratch = await this.fillInto(scratch, this.offset, this.bytesNeededAt(this.offset));
+          r = recordLength(this.buf, 0, this.bufLen);
+        }
         if (r === INCOMPLETE) return;
       }
       if (r === CORRUPT) return;
