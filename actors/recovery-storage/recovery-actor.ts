@@ -54,7 +54,10 @@ export interface RecoveryDeps {
 class RecoveryCore {
   private timer: TimerHandle | undefined;
   private persisting = false;
+  /** A persist was asked for (interval, persistNow) while one ran: it follows at once. */
   private persistAgain = false;
+  /** Dirty messages asked for a persist while one ran: it follows when the gap allows. */
+  private persistAgainPaced = false;
   /** monotonic() when the last persist started. */
   private lastPersistAt = -Infinity;
   /** Set while a dirty-triggered persist waits for the minimum gap. */
@@ -147,7 +150,7 @@ class RecoveryCore {
   /** A persist for dirty messages: now, or once `minPersistGapMs` has passed since the last one started. */
   private persistWhenGapAllows(): void {
     if (this.persisting) {
-      this.persistAgain = true;
+      this.persistAgainPaced = true;
       return;
     }
     if (this.gapTimer) return;
@@ -201,10 +204,12 @@ class RecoveryCore {
       this.finishClose();
       return;
     }
-    if (this.persistAgain) {
-      this.persistAgain = false;
-      this.persistWhenGapAllows();
-    }
+    const again = this.persistAgain;
+    const paced = this.persistAgainPaced;
+    this.persistAgain = false;
+    this.persistAgainPaced = false;
+    if (again) this.persist();
+    else if (paced) this.persistWhenGapAllows();
   }
 
   private onClose(replyTo: Ref<Reply<void>>): void {

@@ -88,12 +88,17 @@ export class WireMailbox implements Mailbox {
    * Runs `fn` once the clock is past `deadline` (epoch ms). Timers run on the event loop's own
    * millisecond clock, which can fire a timer while the wall clock still reads the deadline; a
    * server drops a request only once it is past it, so a client that gave up a moment early would
-   * leave a request that a server still runs. The timer is re-armed until the deadline has passed.
+   * leave a request that a server still runs. The timer is re-armed until the deadline has passed,
+   * for at most a second beyond the timeout (a wall clock stepped back would otherwise stretch it).
    */
-  private afterDeadline(deadline: number, fn: () => void): TimerHandle {
+  private afterDeadline(deadline: number, timeoutMs: number, fn: () => void): TimerHandle {
     let current: TimerHandle;
+    const giveUpAt = this.clock.monotonic() + timeoutMs + 1000;
     const arm = (): void => {
-      current = this.clock.setTimeout(() => (this.clock.now() > deadline ? fn() : arm()), Math.max(1, deadline - this.clock.now() + 1));
+      current = this.clock.setTimeout(
+        () => (this.clock.now() > deadline || this.clock.monotonic() >= giveUpAt ? fn() : arm()),
+        Math.max(1, Math.min(deadline - this.clock.now() + 1, giveUpAt - this.clock.monotonic())),
+      );
     };
     arm();
     return { cancel: () => current.cancel() };
@@ -112,7 +117,7 @@ export class WireMailbox implements Mailbox {
     await this.ensureReplies();
     this.checkOpen(); // close() may have run meanwhile
     return new Promise<ResultOf<C['type']>>((resolve, reject) => {
-      const timer = this.afterDeadline(deadline, () => {
+      const timer = this.afterDeadline(deadline, timeoutMs, () => {
         if (this.calls.delete(id)) reject(timeoutError(`${type} to ${address}`, timeoutMs, address));
       });
       this.calls.set(id, { type, address, resolve: resolve as (v: unknown) => void, reject, timer });
@@ -144,7 +149,7 @@ export class WireMailbox implements Mailbox {
       monotonic: () => this.clock.monotonic(),
     });
     const opened = new Promise<ClientStream<unknown>>((resolve, reject) => {
-      const timer = this.afterDeadline(deadline, () => {
+      const timer = this.afterDeadline(deadline, timeoutMs, () => {
         if (!this.opening.delete(id)) return;
         this.control('cancel', id, address); // the server may open it later: end it there
         reject(timeoutError(`${type} to ${address}`, timeoutMs, address));

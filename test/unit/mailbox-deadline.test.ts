@@ -45,19 +45,32 @@ describe('mailbox request deadline', () => {
     const clock = new EagerTimerClock();
     const client = new MemoryMailbox(new MemoryMailboxHub(), { heartbeatMs: 1000, clock });
     let outcome: unknown;
-    void client.request('nobody', { type: 'describeCollection', name: 'c' }, { timeoutMs: 50 }).then(
+    void client.request('nobody', { type: 'describeCollection', name: 'c' }, { timeoutMs: 5_000 }).then(
       (v) => (outcome = v),
       (e: unknown) => (outcome = e),
     );
     // The timer fires early and again, with the clock before and then at the deadline: still waiting.
     await until(() => clock.fired >= 3);
-    clock.wall += 50; // exactly the deadline
+    clock.wall += 5_000; // exactly the deadline
     const firedAt = clock.fired;
     await until(() => clock.fired >= firedAt + 3);
     expect(outcome).toBeUndefined();
     clock.wall += 1; // past it
     await until(() => outcome !== undefined);
-    expect(outcome).toMatchObject({ code: 'UNKNOWN', retriable: true, details: { deadlineExceeded: true, timeoutMs: 50 } });
+    expect(outcome).toMatchObject({ code: 'UNKNOWN', retriable: true, details: { deadlineExceeded: true, timeoutMs: 5_000 } });
+    await client.close();
+  });
+
+  it('gives up at most a second past the timeout when the wall clock stepped back', async () => {
+    const clock = new EagerTimerClock();
+    const client = new MemoryMailbox(new MemoryMailboxHub(), { heartbeatMs: 1000, clock });
+    const t0 = performance.now();
+    const sent = client.request('nobody', { type: 'describeCollection', name: 'c' }, { timeoutMs: 100 }).catch((e: unknown) => e);
+    clock.wall -= 3_600_000; // an hour back: by the wall clock the deadline is an hour away
+    const outcome = await sent;
+    expect(outcome).toMatchObject({ code: 'UNKNOWN', details: { deadlineExceeded: true, timeoutMs: 100 } });
+    expect(performance.now() - t0).toBeLessThan(100 + 1000 + 2_000);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(100 + 1000 - 5);
     await client.close();
   });
 });
