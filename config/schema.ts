@@ -316,7 +316,7 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
           },
         },
         defaultTxnKeepaliveMs: { kind: 'int', min: 1, unit: MS, default: W.defaultTxnKeepaliveMs, doc: 'Keepalive of a transaction that does not name one, in ms.' },
-        maxMessageBytes: { kind: 'int', min: 1024, unit: BYTES, default: W.maxMessageBytes, doc: 'Largest encoded message accepted, in bytes (clients split larger inserts into a transaction).' },
+        maxMessageBytes: { kind: 'int', min: 1024, unit: BYTES, default: W.maxMessageBytes, doc: 'Largest encoded message accepted, in bytes; a larger insert is refused with INVALID_ARGUMENT (split it; a transaction keeps the parts atomic).' },
         maxPendingAppends: { kind: 'int', min: 1, unit: COUNT, default: W.maxPendingAppends, doc: 'Appends waiting (for a lock, the TSO or the write pipe) beyond this are refused with RESOURCE_EXHAUSTED.' },
         subscriberCredits: { kind: 'int', min: 1, unit: COUNT, default: W.subscriberCredits, doc: 'Messages a subscriber may have delivered but not consumed (its credit window).' },
         closeTimeoutMs: { kind: 'int', min: 0, unit: MS, default: W.closeTimeoutMs, doc: 'How long close() waits for in-flight writes before giving up on them, in ms.' },
