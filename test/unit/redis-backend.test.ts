@@ -19,6 +19,7 @@ import { ErrorCode } from '../../runtime/errors';
 import { seededRandom } from '../../runtime/clock';
 import { RedisWalBackend, type RedisWalBackendOptions } from '../../storage/wal/redis/redis-backend';
 import { WalKeys } from '../../storage/wal/redis/keys';
+import { FIRST_READ_COUNT, READ_BUDGET_BYTES } from '../../storage/wal/redis/redis-reader';
 import { MetaKeys } from '../../storage/meta/redis/keys';
 import {
   MAX_STREAM_ID,
@@ -403,6 +404,33 @@ describe('redis wal backend on a live Redis', () => {
     expect(await log.oldestId()).toBe(ids[4]);
     const rest = await readN(log.read({ policy: { type: 'startFrom', id: ids[0]! } }), 6);
     expect(rest.map((e) => e.id)).toEqual(ids.slice(4));
+  });
+
+  it('reads large records in chunks of about READ_BUDGET_BYTES, not readChunk records each', async () => {
+    const b = await backend({ readChunk: 1000 });
+    const log = await b.open({ name: 'large', term: 1, accessMode: 'rw' });
+    const records = Array.from({ length: 24 }, (_, i) => new Uint8Array(randomBytes((3 << 20) + i)));
+    const ids: string[] = [];
+    for (let i = 0; i < records.length; i += 4) ids.push(...(await log.append(records.slice(i, i + 4))));
+    // Each XRANGE's COUNT, as sent.
+    const counts: number[] = [];
+    const callBuffer = b.client.callBuffer.bind(b.client);
+    const spy = jest.spyOn(b.client, 'callBuffer').mockImplementation(((command: string, ...args: unknown[]) => {
+      if (command === 'xrange') counts.push(Number(args[args.indexOf('COUNT') + 1]));
+      return callBuffer(command, ...(args as never[]));
+    }) as typeof b.client.callBuffer);
+    try {
+      const all = await readN(log.read({ policy: { type: 'all' } }), records.length);
+      expect(all.map((e) => e.id)).toEqual(ids);
+      all.forEach((e, i) => expect(Buffer.from(e.data).equals(Buffer.from(records[i]!))).toBe(true));
+    } finally {
+      spy.mockRestore();
+    }
+    // The first read asks for a few (nothing is known of the sizes yet); once 3 MiB records are
+    // seen, at most 16 MiB / 3 MiB of them per read.
+    expect(counts[0]).toBe(FIRST_READ_COUNT);
+    expect(counts.length).toBeGreaterThan(1);
+    for (const c of counts.slice(1)) expect(c).toBe(Math.floor(READ_BUDGET_BYTES / ((3 << 20) + 12)));
   });
 
   it('fails with a clear message when Redis does not answer', async () => {

@@ -63,8 +63,15 @@ type Stop = typeof STOP;
 /** A stream entry as ioredis returns it in buffer mode: [id, [field, value, …]]. */
 type RawEntry = [Buffer, Buffer[]];
 
+/** Bytes one read should bring at most, about (see RedisReader.fitChunkToBudget). */
+export const READ_BUDGET_BYTES = 16 * 1024 * 1024;
+/** Entries the first read asks for, before any size is known (at most 16 × 4 MiB messages). */
+export const FIRST_READ_COUNT = 16;
+
 export class RedisReader {
   private tail: TailConnection | undefined;
+  /** Entries the next read asks for (COUNT). */
+  private chunk: number;
   private interrupted = false;
   private wakeStop!: (s: Stop) => void;
   private readonly stopPromise = new Promise<Stop>((resolve) => (this.wakeStop = resolve));
@@ -78,6 +85,7 @@ export class RedisReader {
   ) {
     // Settled here so that a reader that is never iterated leaves no unhandled rejection.
     start.catch(() => undefined);
+    this.chunk = Math.min(ctx.readChunk, FIRST_READ_COUNT);
   }
 
   /** Ends the reader from outside (log or backend close): wakes any wait and drops the tail connection. */
@@ -99,7 +107,7 @@ export class RedisReader {
       let position = start.position;
       let tailing = start.tailOnly;
       /** The next catch-up chunk, requested before the current one is delivered (one chunk of read-ahead). */
-      let readAhead: Promise<unknown> | undefined;
+      let readAhead: { reply: Promise<unknown>; count: number } | undefined;
       while (!this.stopped()) {
         let entries: RawEntry[];
         try {
@@ -108,13 +116,14 @@ export class RedisReader {
               tailing = true; // nothing can ever come after the largest id; XRANGE would refuse `(max`
               continue;
             }
-            const ahead = readAhead;
+            const request = readAhead ?? this.xrange(position);
             readAhead = undefined;
-            const reply = await this.untilStop(ahead ?? this.xrange(position));
+            const reply = await this.untilStop(request.reply);
             if (reply === STOP) return;
             entries = (reply as RawEntry[] | null) ?? [];
+            this.fitChunkToBudget(entries);
             const lastId = entries[entries.length - 1]?.[0].toString('latin1');
-            if (entries.length < this.ctx.readChunk || lastId === MAX_STREAM_ID) tailing = true; // caught up: from now on XREAD BLOCK
+            if (entries.length < request.count || lastId === MAX_STREAM_ID) tailing = true; // caught up: from now on XREAD BLOCK
             else readAhead = this.xrange({ kind: 'after', streamId: lastId! });
           } else {
             this.tail ??= this.ctx.openTailConnection();
@@ -125,7 +134,7 @@ export class RedisReader {
                 tail.connection.callBuffer(
                   'xread', // lower case: ioredis' reply transformer then gives the same shape under RESP2 and RESP3
                   'COUNT',
-                  this.ctx.readChunk,
+                  this.chunk,
                   'BLOCK',
                   this.ctx.tailBlockMs,
                   'STREAMS',
@@ -136,6 +145,7 @@ export class RedisReader {
             );
             if (reply === STOP) return;
             entries = entriesOfXread(reply);
+            this.fitChunkToBudget(entries);
           }
         } catch (e) {
           // The connection dropped with the read in flight (Redis restarted): read again from the same
@@ -163,11 +173,26 @@ export class RedisReader {
     }
   }
 
-  private xrange(position: ReadPosition): Promise<unknown> {
+  private xrange(position: ReadPosition): { reply: Promise<unknown>; count: number } {
     const from = position.kind === 'from' ? position.streamId : `(${position.streamId}`;
-    const reply = this.ctx.track(() => this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', this.ctx.readChunk) as Promise<unknown>);
+    const count = this.chunk;
+    const reply = this.ctx.track(() => this.ctx.client.callBuffer('xrange', this.ctx.streamKey, from, '+', 'COUNT', count) as Promise<unknown>);
     reply.catch(() => undefined); // a read-ahead the reader stops before using must not be an unhandled rejection
-    return reply;
+    return { reply, count };
+  }
+
+  /**
+   * Entries asked for per read: FIRST_READ_COUNT at first, then as many as fit READ_BUDGET_BYTES at
+   * the sizes seen in the last reply, at most `readChunk`; so that a reply (which Redis builds whole
+   * in its memory, and this process receives whole, with one more in flight as read-ahead) stays
+   * bounded: a thousand 4 MiB records would be 4 GiB.
+   */
+  private fitChunkToBudget(entries: readonly RawEntry[]): void {
+    if (entries.length === 0) return;
+    let bytes = 0;
+    for (const e of entries) for (const f of e[1]) bytes += f.length;
+    const perEntry = Math.max(1, bytes / entries.length);
+    this.chunk = Math.max(1, Math.min(this.ctx.readChunk, Math.floor(READ_BUDGET_BYTES / perEntry)));
   }
 
   private stopped(): boolean {
