@@ -52,7 +52,8 @@ export class Scanner implements AsyncIterableIterator<LogMessage> {
   /** Last raw (unfiltered) message seen: for dedupe and for resuming after eviction. */
   private lastSeenTt: Timetick = -1n;
   private lastSeenLc: MessageId = '';
-  private consumerWake: (() => void) | undefined;
+  /** next() calls waiting for a message, in call order (a consumer may call next() again before the first resolves). */
+  private consumerWaiters: (() => void)[] = [];
   private producerWake: (() => void) | undefined;
   private readonly abort = new AbortController();
   private error: StreamingError | undefined;
@@ -84,7 +85,7 @@ export class Scanner implements AsyncIterableIterator<LogMessage> {
   next(): Promise<IteratorResult<LogMessage>> {
     if (this.qHead < this.queue.length) return Promise.resolve({ value: this.take(), done: false });
     if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve({ value: undefined, done: true });
-    return new Promise<void>((resolve) => (this.consumerWake = resolve)).then(() => this.next());
+    return new Promise<void>((resolve) => this.consumerWaiters.push(resolve)).then(() => this.next());
   }
 
   return(): Promise<IteratorResult<LogMessage>> {
@@ -126,9 +127,10 @@ export class Scanner implements AsyncIterableIterator<LogMessage> {
   }
 
   private wakeConsumer(): void {
-    const w = this.consumerWake;
-    this.consumerWake = undefined;
-    w?.();
+    if (this.consumerWaiters.length === 0) return;
+    const waiters = this.consumerWaiters;
+    this.consumerWaiters = [];
+    for (const w of waiters) w();
   }
 
   private wakeProducer(): void {
