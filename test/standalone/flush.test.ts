@@ -9,13 +9,13 @@ import { promises as fs } from 'node:fs';
 import { tableFromIPC } from 'apache-arrow';
 import { loadConfig } from '../../config/load';
 import { StandaloneServer } from '../../runtime/server/standalone';
-import { pchannelKey, pchannelPrefix } from '../../storage/meta/meta-store';
+import { pchannelKey } from '../../storage/meta/meta-store';
 import { readSegment } from '../../storage/segments/segment-reader';
 import { segmentFilePath } from '../../storage/segments/layout';
 import { flushedKeyPath } from '../../storage/flush/flush-queue';
-import { SegmentFlushWorker, type FlushedSegment } from '../../storage/flush/flush-worker';
+import { SegmentFlushWorker } from '../../storage/flush/flush-worker';
 import { ErrorCode } from '../../runtime/errors';
-import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
+import { SCHEMA, eventually, flushedSegments, schemaRows } from '../support/wal-fixture';
 
 function config(dataDir: string, extra: Record<string, string> = {}) {
   return loadConfig({
@@ -32,11 +32,6 @@ function config(dataDir: string, extra: Record<string, string> = {}) {
 }
 
 const rows = schemaRows;
-
-async function flushedSegments(server: StandaloneServer, pchannel: string): Promise<FlushedSegment[]> {
-  const all = await server.meta.list(pchannelPrefix(pchannel) + 'flushed/');
-  return [...all.values()].map((v) => JSON.parse(v.value) as FlushedSegment).sort((a, b) => a.segmentId - b.segmentId);
-}
 
 describe('segments, flush and recovery (standalone)', () => {
   let dir: string;

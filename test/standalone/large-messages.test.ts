@@ -12,14 +12,12 @@ import { promises as fs } from 'node:fs';
 import { tableFromIPC } from 'apache-arrow';
 import { loadConfig } from '../../config/load';
 import { StandaloneServer } from '../../runtime/server/standalone';
-import { pchannelPrefix } from '../../storage/meta/meta-store';
 import { readSegment } from '../../storage/segments/segment-reader';
 import { segmentFilePath } from '../../storage/segments/layout';
-import type { FlushedSegment } from '../../storage/flush/flush-worker';
 import { ErrorCode } from '../../runtime/errors';
 import type { CollectionSchema, Column, LogMessage } from '../../runtime/message/types';
 import type { WalstreamClient } from '../../runtime/client/api';
-import { eventually } from '../support/wal-fixture';
+import { eventually, flushedSegments } from '../support/wal-fixture';
 
 const DIM = 768;
 const ROWS_PER_INSERT = 1000; // 1000 × (768 × 4 + 8) ≈ 3.08 MB encoded
@@ -116,11 +114,6 @@ async function readBack(c: WalstreamClient, vchannel: string, rows: number, time
   }
   if (timedOut) throw new Error(`subscription: ${ids.length} of ${rows} rows within ${timeoutMs} ms`);
   return { ids, messages };
-}
-
-async function flushedSegments(server: StandaloneServer, pchannel: string): Promise<FlushedSegment[]> {
-  const all = await server.meta.list(pchannelPrefix(pchannel) + 'flushed/');
-  return [...all.values()].map((v) => JSON.parse(v.value) as FlushedSegment).sort((a, b) => a.segmentId - b.segmentId);
 }
 
 async function walSegmentFiles(dataDir: string, pchannel: string): Promise<string[]> {

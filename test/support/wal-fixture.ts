@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { start, stop, type Ref } from 'nact';
 import type { MetaStore } from '../../storage/meta/meta-store';
+import type { FlushedSegment } from '../../storage/flush/flush-worker';
+import { flushedWatchPrefix } from '../../actors/recovery-storage/persisted';
 import { EmbeddedMetaStore } from '../../storage/meta/embedded/embedded-meta-store';
 import type { SegmentLimits } from '../../actors/wal/segments';
 import type { RecoveryOptions } from '../../actors/recovery-storage/recovery-actor';
@@ -203,4 +205,10 @@ export function interceptAppends(
       };
     },
   };
+}
+
+/** The flushed-segment records of a pchannel (what flush commits wrote to the MetaStore), by segment id. */
+export async function flushedSegments(owner: { meta: MetaStore }, pchannel: string): Promise<FlushedSegment[]> {
+  const all = await owner.meta.list(flushedWatchPrefix(pchannel));
+  return [...all.values()].map((v) => JSON.parse(v.value) as FlushedSegment).sort((a, b) => a.segmentId - b.segmentId);
 }
