@@ -63,16 +63,10 @@ export class SegmentCursor {
       let r = rel >= 0 && rel <= this.bufLen ? recordLength(this.buf, rel, this.bufLen) : INCOMPLETE;
       if (r === INCOMPLETE) {
         if (entries.length > 0 || readOnce) return { entries, stop: 'more' };
-        let got = await this.fill(off, Math.max(this.chunkBytes, this.bytesNeededAt(off)));
+        const got = await this.fillRecord(off);
         readOnce = true;
         rel = 0;
         r = recordLength(this.buf, 0, this.bufLen);
-        if (r === INCOMPLETE && got > 0 && this.bytesNeededAt(off) > this.bufLen) {
-          // Nothing of the record was buffered, so the read was sized without its length: a record
-          // larger than a chunk needs a second read, now that its header says how long it is.
-          got = await this.fill(off, this.bytesNeededAt(off));
-          r = recordLength(this.buf, 0, this.bufLen);
-        }
         if (r === INCOMPLETE) return { entries, stop: got === 0 ? 'eof' : 'incomplete' };
       }
       const dataAt = rel + RECORD_HEADER_BYTES;
@@ -108,14 +102,10 @@ export class SegmentCursor {
       const rel = this.offset - this.bufStart;
       let r = rel >= 0 && rel <= this.bufLen ? recordLength(this.buf, rel, this.bufLen) : INCOMPLETE;
       if (r === INCOMPLETE) {
-        // Nothing of these chunks is handed out: one scratch buffer serves the whole skip.
-        scratch = await this.fillInto(scratch, this.offset, Math.max(this.chunkBytes, this.bytesNeededAt(this.offset)));
+        // Nothing of these chunks is handed out: the buffer of this skip's last read serves the next.
+        await this.fillRecord(this.offset, scratch);
+        scratch = this.buf;
         r = recordLength(this.buf, 0, this.bufLen);
-        if (r === INCOMPLETE && this.bytesNeededAt(this.offset) > this.bufLen && this.bufLen > 0) {
-          // A record larger than a chunk: read all of it, now that its length is known.
-          scratch = await this.fillInto(scratch, this.offset, this.bytesNeededAt(this.offset));
-          r = recordLength(this.buf, 0, this.bufLen);
-        }
         if (r === INCOMPLETE) return;
       }
       if (r === CORRUPT) return;
@@ -150,15 +140,25 @@ export class SegmentCursor {
     return rel >= 0 && rel <= this.bufLen ? bytesNeeded(this.buf, rel, this.bufLen) : RECORD_HEADER_BYTES;
   }
 
-  /** fill() into `scratch` when it is large enough (bytes nobody holds a view of); returns the buffer used. */
-  private async fillInto(scratch: Buffer | undefined, position: number, size: number): Promise<Buffer> {
-    const buf = scratch !== undefined && scratch.length >= size ? scratch : Buffer.allocUnsafe(size);
-    await this.fill(position, size, buf);
-    return buf;
+  /**
+   * Reads at `position` a chunk (or all of the record there, when its header is already buffered).
+   * When the header only came with this read and shows a record longer than what was read (a
+   * record larger than a chunk), reads all of that record. Returns what the last read got (0: end
+   * of file). `scratch`: see fill.
+   */
+  private async fillRecord(position: number, scratch?: Buffer): Promise<number> {
+    const got = await this.fill(position, Math.max(this.chunkBytes, this.bytesNeededAt(position)), scratch);
+    if (got === 0 || recordLength(this.buf, 0, this.bufLen) !== INCOMPLETE || this.bytesNeededAt(position) <= this.bufLen) return got;
+    return this.fill(position, this.bytesNeededAt(position), scratch);
   }
 
-  private async fill(position: number, size: number, into?: Buffer): Promise<number> {
+  /**
+   * One read at `position` into a new buffer, or into `scratch` when it is large enough (a buffer
+   * of which no entry holds a view: skip's).
+   */
+  private async fill(position: number, size: number, scratch?: Buffer): Promise<number> {
     if (this.closed) throw new CursorClosedError();
+    const into = scratch !== undefined && scratch.length >= size ? scratch : undefined;
     let buf = into ?? Buffer.allocUnsafe(size);
     const io = readAt(this.fd, buf, 0, size, position);
     this.io = io;
