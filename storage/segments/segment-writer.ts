@@ -312,17 +312,14 @@ function completeSegment(data: SegmentData, sha256: Record<'inserts' | 'deletes'
   return { files, manifest, paths };
 }
 
-
 /**
- * Writes an encoded segment: the data files, then the manifest create-only. Idempotent for the same
- * segment; SegmentConflictError when a different manifest is already stored under its key.
+ * Writes an encoded segment: the data files, then the manifest create-only (writeSegmentData, the
+ * one write path). Idempotent for the same segment; SegmentConflictError when a different manifest
+ * is already stored under its key.
  */
 export async function writeSegment(store: ObjectStore, segment: EncodedSegment): Promise<void> {
-  const { paths } = segment;
-  const manifest = segment.files.get(paths.manifest)!;
-  if ((await store.head(paths.manifest)) !== undefined) return confirmSameManifest(store, paths.manifest, manifest);
-  await Promise.all([store.put(paths.inserts, segment.files.get(paths.inserts)!), store.put(paths.deletes, segment.files.get(paths.deletes)!)]);
-  await putManifest(store, paths.manifest, manifest);
+  const { paths, files, manifest } = segment;
+  await writeSegmentData(store, { paths, inserts: [files.get(paths.inserts)!], deletes: [files.get(paths.deletes)!], manifest });
 }
 
 /**
