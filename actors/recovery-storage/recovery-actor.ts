@@ -1,10 +1,11 @@
 /**
  * The recovery storage of one pchannel: observes every persisted message of its WAL, keeps the
  * vchannel meta, the segment meta and the checkpoint, persists them (metadata first, checkpoint
- * after) on an interval, after N dirty messages (at most once per minimum gap) and on close, hands sealed segments to the flush
- * queue, learns when the flush worker committed them, and truncates the WAL below
- * min(flushed, recovery checkpoint). Persistence is a CAS on the owner's term: a fenced owner's
- * writes never land. The handler never awaits: persistence completes as a message.
+ * after) on an interval, after N dirty messages (at most once per minimum gap) and on close,
+ * hands sealed segments to the flush queue, learns when the flush worker committed them, and
+ * truncates the WAL below min(flushed, recovery checkpoint). Persistence is a CAS on the owner's
+ * term: a fenced owner's writes never land. The handler never awaits: persistence completes as a
+ * message.
  */
 import { dispatch, spawn, type Ref } from 'nact';
 import type { Clock, TimerHandle } from '../../runtime/clock';

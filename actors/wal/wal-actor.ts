@@ -85,7 +85,6 @@ interface InFlightWrite {
   outcome?: { ids: MessageId[] } | { error: StreamingError };
 }
 
-
 type WalState = WalStatus['state'];
 
 export class WalCore {
