@@ -4,9 +4,9 @@
  * `{dir}/.walstream/tmp/` (same file system, so that rename and link are atomic).
  *
  * put: the bytes go to a temporary file (written — parts with writev(2), without joining them —,
- * fdatasync'ed, closed), which is then renamed over
- * the key (replace) or hard-linked to it (ifAbsent: link(2) fails with EEXIST when the key exists,
- * atomically, and the object appears complete or not at all); then the parent directory is fsync'ed.
+ * fdatasync'ed, closed), which is then renamed over the key (replace) or hard-linked to it
+ * (ifAbsent: link(2) fails with EEXIST when the key exists, atomically, and the object appears
+ * complete or not at all); then the parent directory is fsync'ed.
  * delete: unlink, then empty parent directories are removed up to the root. A put racing with that
  * pruning re-creates its directory and tries again.
  *
