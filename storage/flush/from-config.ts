@@ -54,12 +54,12 @@ export function createFlushWorker(config: WalstreamConfig, deps: FlushWorkerDeps
   const logger = deps.logger ?? createLogger('flush');
   const { backend, objects, meta } = deps;
   const root = config.objectStore.rootPath;
-  const settings = flushThreadSettings(config);
   const threads = config.flush.threads;
-  const why = threads === 0 ? undefined : settings === undefined ? `wal.backend is ${config.wal.backend}: its logs exist only in this thread` : deps.inThreadBecause;
-  if (threads === 0 || settings === undefined || why !== undefined) {
-    if (why !== undefined) logger.info('flush jobs run on the main thread', { reason: why });
-    return new SegmentFlushWorker({ backend, objects, meta, root });
+  if (threads > 0) {
+    const settings = flushThreadSettings(config);
+    const why = settings === undefined ? `wal.backend is ${config.wal.backend}: its logs exist only in this thread` : deps.inThreadBecause;
+    if (settings !== undefined && why === undefined) return new SegmentFlushWorker({ backend, objects, meta, root, threads: new FlushThreadPool({ settings, threads }) });
+    logger.info('flush jobs run on the main thread', { reason: why });
   }
-  return new SegmentFlushWorker({ backend, objects, meta, root, threads: new FlushThreadPool({ settings, threads }) });
+  return new SegmentFlushWorker({ backend, objects, meta, root });
 }

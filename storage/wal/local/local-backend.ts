@@ -151,4 +151,3 @@ export function pchannelDirName(pchannel: string): string {
   }
   return out;
 }
-
