@@ -10,7 +10,7 @@
  */
 import { decodeLazily } from '../../runtime/message/codec';
 import type { DeleteMessage, LogMessage } from '../../runtime/message/types';
-import type { LogEntry, ReadOptions, WalBackend, WalLog } from '../wal/backend';
+import type { LogEntry, ReadOptions, WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
 import { SegmentEncoder, writeSegmentData, type DeleteBatch } from '../segments/segment-writer';
 import { BatchBufferPool } from '../segments/table-builder';
@@ -73,7 +73,7 @@ async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentR
   const abort = new AbortController();
   const opts: ReadOptions = { policy: { type: 'startFrom', id: job.fromId }, signal: abort.signal };
   try {
-    if (readsInBatches(log)) {
+    if (log.readBatches) {
       // A range is hundreds of thousands of entries: one await per batch, not per entry.
       for await (const batch of log.readBatches(opts)) for (const entry of batch) if (!collector.take(entry)) return;
     } else {
@@ -83,15 +83,6 @@ async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentR
     abort.abort();
     await log.close();
   }
-}
-
-/** A log that can also hand out its entries in batches (the local backend's LocalWalLog.readBatches). */
-interface BatchReadableLog extends WalLog {
-  readBatches(opts: ReadOptions): AsyncIterable<readonly LogEntry[]>;
-}
-
-function readsInBatches(log: WalLog): log is BatchReadableLog {
-  return typeof (log as Partial<BatchReadableLog>).readBatches === 'function';
 }
 
 /**

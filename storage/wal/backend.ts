@@ -65,6 +65,11 @@ export interface WalLog {
    * only when the signal aborts or the log/backend closes. Each call is an independent reader.
    */
   read(opts: ReadOptions): AsyncIterable<LogEntry>;
+  /**
+   * Optional: read(), the entries handed out in batches as the backend gets them (never empty), for
+   * a reader that goes through a long range (the flush) and pays one await per batch, not per entry.
+   */
+  readBatches?(opts: ReadOptions): AsyncIterable<readonly LogEntry[]>;
   /** Discards entries with id < `upTo` (a backend may keep more, never less than asked to keep). */
   truncate(upTo: MessageId): Promise<void>;
   /** Oldest retained entry id, or undefined when the log is empty. */

@@ -52,20 +52,19 @@ export class LocalWalLog implements WalLog {
   }
 
   read(opts: ReadOptions): AsyncIterable<LogEntry> {
-    // The start is fixed here (matters for Latest), the files are opened on the first next().
-    const reader: LocalReader = new LocalReader(this.readerCtx, startOf(opts.policy), opts.signal, () => this.readers.delete(reader));
-    this.readers.add(reader);
-    return reader.run();
+    return this.newReader(opts).run();
   }
 
-  /**
-   * read(), the entries handed out in batches (each up to one chunk's worth, never empty): what a
-   * reader that goes through a long range (the flush) uses to pay one await per batch, not per entry.
-   */
+  /** read(), the entries in batches of up to one chunk's worth (WalLog.readBatches). */
   readBatches(opts: ReadOptions): AsyncIterable<LogEntry[]> {
+    return this.newReader(opts).runBatches();
+  }
+
+  /** The start is fixed here (matters for Latest); the files are opened on the first next(). */
+  private newReader(opts: ReadOptions): LocalReader {
     const reader: LocalReader = new LocalReader(this.readerCtx, startOf(opts.policy), opts.signal, () => this.readers.delete(reader));
     this.readers.add(reader);
-    return reader.runBatches();
+    return reader;
   }
 
   async truncate(upTo: MessageId): Promise<void> {
