@@ -259,7 +259,6 @@ class MemoryWalLog implements WalLog {
   }
 }
 
-
 function parseId(id: MessageId): number {
   if (!/^[0-9a-f]{16}$/.test(id)) throw invalidArgument(`not a message id of this backend: ${JSON.stringify(id)}`, { id });
   return sequenceOf(id);

@@ -228,7 +228,6 @@ export class RedisWalBackend implements WalBackend {
   }
 }
 
-
 /**
  * Closes a connection at once (pending replies are dropped). Skipped when it already ended: ioredis'
  * disconnect() on a dead socket arms a 2 s timer that nothing clears, which keeps the process alive.
@@ -267,7 +266,6 @@ function checkVersion(info: string): void {
     );
   }
 }
-
 
 function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number, what: string): Promise<T> {
   let cancel = (): void => undefined;
