@@ -47,6 +47,9 @@ export interface SegmentRecord {
   insertTimetick?: string;
 }
 
+/** What observe() returns for a message that sealed nothing (shared: never modified). */
+const NONE_SEALED: SegmentRecord[] = [];
+
 export class RecoveryState {
   readonly vchannels = new VChannelMeta();
   readonly segments = new Map<number, SegmentRecord>();
@@ -85,8 +88,8 @@ export class RecoveryState {
   }
 
   /** Applies one persisted message; returns segments that just got their flush marker. */
-  observe(m: LogMessage): SegmentRecord[] {
-    const sealed: SegmentRecord[] = [];
+  observe(m: LogMessage): readonly SegmentRecord[] {
+    let sealed: SegmentRecord[] = NONE_SEALED;
     switch (m.type) {
       case 'CreateCollection':
       case 'CreatePartition':
@@ -134,9 +137,11 @@ export class RecoveryState {
         break;
       }
       case 'Flush':
+        sealed = [];
         this.markSealed(m.header.segmentId, m, sealed);
         break;
       case 'ManualFlush':
+        sealed = [];
         for (const id of m.header.segmentIds) this.markSealed(id, m, sealed);
         break;
       default:

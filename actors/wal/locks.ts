@@ -46,6 +46,9 @@ class RwLock {
   }
 }
 
+/** Per-vchannel locks kept while idle, at most (beyond it an idle lock is dropped on release). */
+const MAX_IDLE_LOCKS = 1024;
+
 export class VChannelLocks {
   private readonly global = new RwLock();
   private readonly perVChannel = new Map<string, RwLock>();
@@ -78,7 +81,9 @@ export class VChannelLocks {
     }
     const l = this.lockOf(vchannel);
     l.release(exclusive);
-    if (l.idle) this.perVChannel.delete(vchannel);
+    // Idle locks stay for the next append (one per live vchannel); past a bound (appends to many
+    // vchannels that do not exist) the idle one is dropped.
+    if (l.idle && this.perVChannel.size > MAX_IDLE_LOCKS) this.perVChannel.delete(vchannel);
     this.global.release(false);
   }
 }

@@ -18,7 +18,8 @@ import type { Reply } from '../../runtime/ask';
 /** One append of an `appendBatch`: answered exactly once through `reply`. */
 export interface AppendEntry {
   message: NewMessage | Message;
-  reply: (r: Reply<AppendResult>) => void;
+  /** Called as a method (entries may be class instances). */
+  reply(r: Reply<AppendResult>): void;
 }
 
 export interface WalStatus {

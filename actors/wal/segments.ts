@@ -67,13 +67,13 @@ export interface Segment {
 /** Where an insert went: its segment, and the position of its first row there (for generated keys). */
 export type AssignResult = { segmentId: number; firstRow: number } | { needSegment: true };
 
-function partitionKey(vchannel: string, collectionId: number, partitionId: number): string {
-  return `${vchannel}/${collectionId}/${partitionId}`;
-}
+/** `sealed` of an assignment that sealed nothing (shared: never modified). */
+const NONE_SEALED: Segment[] = [];
 
 export class SegmentManager {
   private readonly segments = new Map<number, Segment>();
-  private readonly byPartition = new Map<string, Set<number>>();
+  /** Segments of each (vchannel, collection, partition), oldest first: looked up at every insert. */
+  private readonly byPartition = new Map<string, Map<number, Map<number, Segment[]>>>();
 
   constructor(
     readonly limits: SegmentLimits,
@@ -106,9 +106,10 @@ export class SegmentManager {
         maxBytes: this.limits.maxBytes,
       });
     }
-    const sealed: Segment[] = [];
-    for (const id of this.byPartition.get(partitionKey(vchannel, collectionId, partitionId)) ?? []) {
-      const s = this.segments.get(id)!;
+    let sealed = NONE_SEALED;
+    const list = this.byPartition.get(vchannel)?.get(collectionId)?.get(partitionId);
+    for (let i = 0; list !== undefined && i < list.length; i++) {
+      const s = list[i]!;
       if (s.state !== 'growing') continue;
       if (s.rows + rows <= s.maxRows && s.bytes + bytes <= s.maxBytes) {
         const firstRow = s.rows;
@@ -118,12 +119,12 @@ export class SegmentManager {
         this.budget.add(bytes);
         if (s.rows >= s.maxRows || s.bytes >= s.maxBytes) {
           s.state = 'sealed';
-          sealed.push(s);
+          sealed = sealed === NONE_SEALED ? [s] : [...sealed, s];
         }
-        return { segmentId: id, firstRow, sealed };
+        return { segmentId: s.segmentId, firstRow, sealed };
       }
       s.state = 'sealed';
-      sealed.push(s);
+      sealed = sealed === NONE_SEALED ? [s] : [...sealed, s];
     }
     return { needSegment: true, sealed };
   }
@@ -131,11 +132,15 @@ export class SegmentManager {
   /** A CreateSegment was written: the segment is growing from now on. */
   created(seg: Omit<Segment, 'state' | 'rows' | 'bytes' | 'lastModified'>): Segment {
     const s: Segment = { ...seg, state: 'growing', rows: 0, bytes: 0, lastModified: seg.createdAt };
+    if (this.segments.has(s.segmentId)) this.remove(s.segmentId);
     this.segments.set(s.segmentId, s);
-    const key = partitionKey(s.vchannel, s.collectionId, s.partitionId);
-    let set = this.byPartition.get(key);
-    if (!set) this.byPartition.set(key, (set = new Set()));
-    set.add(s.segmentId);
+    let collections = this.byPartition.get(s.vchannel);
+    if (!collections) this.byPartition.set(s.vchannel, (collections = new Map()));
+    let partitions = collections.get(s.collectionId);
+    if (!partitions) collections.set(s.collectionId, (partitions = new Map()));
+    const list = partitions.get(s.partitionId);
+    if (list) list.push(s);
+    else partitions.set(s.partitionId, [s]);
     return s;
   }
 
@@ -190,10 +195,16 @@ export class SegmentManager {
     if (!s) return undefined;
     this.segments.delete(segmentId);
     this.budget.add(-s.bytes);
-    const key = partitionKey(s.vchannel, s.collectionId, s.partitionId);
-    const set = this.byPartition.get(key);
-    set?.delete(segmentId);
-    if (set?.size === 0) this.byPartition.delete(key);
+    const collections = this.byPartition.get(s.vchannel);
+    const partitions = collections?.get(s.collectionId);
+    const list = partitions?.get(s.partitionId);
+    if (list) {
+      const i = list.indexOf(s);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) partitions!.delete(s.partitionId);
+      if (partitions!.size === 0) collections!.delete(s.collectionId);
+      if (collections!.size === 0) this.byPartition.delete(s.vchannel);
+    }
     return s;
   }
 

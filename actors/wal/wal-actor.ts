@@ -15,7 +15,7 @@ import type { MessageId } from '../../runtime/message/message-id';
 import type { LogMessage, Message, NewMessage, TimeTickMessage } from '../../runtime/message/types';
 import type { PChannelInfo, WalBackend, WalLog } from '../../storage/wal/backend';
 import { buildChain } from './interceptors/chain';
-import type { AppendNext, AppendResult } from './interceptors/interceptor';
+import { appendAsync, failed, type AppendDone, type AppendNext, type AppendResult } from './interceptors/interceptor';
 import { LockInterceptor } from './interceptors/lock';
 import { RedoInterceptor } from './interceptors/redo';
 import { AUTO_ID_ROWS_PER_SEGMENT, ShardInterceptor } from './interceptors/shard';
@@ -71,8 +71,7 @@ const NOT_APPENDABLE = new Set<Message['type']>(['TimeTick', 'Txn', 'CreateSegme
 interface PipeEntry {
   msg: Message;
   bytes: Uint8Array;
-  resolve: (r: AppendResult) => void;
-  reject: (e: unknown) => void;
+  done: AppendDone;
 }
 
 /** One group commit handed to the backend, and its outcome once known (applied in batch order). */
@@ -154,7 +153,7 @@ export class WalCore {
           flushSegments: (segs) => queueMicrotask(() => this.flushSegments(segs)),
         }),
       ],
-      (msg) => this.enqueue(msg),
+      (msg, done) => this.enqueue(msg, done),
     );
     this.open();
   }
@@ -172,7 +171,7 @@ export class WalCore {
     const limits = this.segments.limits;
     const p = (async () => {
       const segmentId = await this.deps.segmentIds.next();
-      await this.chain({
+      await appendAsync(this.chain, {
         type: 'CreateSegment',
         vchannel,
         timetick: 0n,
@@ -193,7 +192,7 @@ export class WalCore {
     for (const s of segs) {
       if (s.flushRequested) continue;
       s.flushRequested = true;
-      this.chain({
+      appendAsync(this.chain, {
         type: 'Flush',
         vchannel: s.vchannel,
         timetick: 0n,
@@ -364,29 +363,28 @@ export class WalCore {
   }
 
   private appendOne(entry: AppendEntry): void {
-    const reply = entry.reply;
     if (this.state === 'opening') {
       if (this.waitingForOpen.length >= this.deps.options.maxPendingAppends) {
-        reply({ ok: false, error: this.exhausted() });
+        entry.reply({ ok: false, error: this.exhausted() });
       } else {
         this.waitingForOpen.push(entry);
       }
       return;
     }
     if (this.state !== 'open') {
-      reply({ ok: false, error: this.unavailableError() });
+      entry.reply({ ok: false, error: this.unavailableError() });
       return;
     }
     const m = entry.message;
     if (NOT_APPENDABLE.has(m.type)) {
-      reply({
+      entry.reply({
         ok: false,
         error: new StreamingError(ErrorCode.INVALID_ARGUMENT, `${m.type} messages are written by the WAL itself and cannot be appended`, { details: { field: 'type' } }),
       });
       return;
     }
     if (this.appending >= this.deps.options.maxPendingAppends) {
-      reply({ ok: false, error: this.exhausted() });
+      entry.reply({ ok: false, error: this.exhausted() });
       return;
     }
     const key = m.idempotencyKey;
@@ -394,25 +392,29 @@ export class WalCore {
       const seen = this.idempotency.lookup(key);
       if (seen !== undefined) {
         Promise.resolve(seen).then(
-          (value) => reply({ ok: true, value }),
-          (e: unknown) => reply({ ok: false, error: toStreamingError(e) }),
+          (value) => entry.reply({ ok: true, value }),
+          (e: unknown) => entry.reply({ ok: false, error: toStreamingError(e) }),
         );
         return;
       }
     }
     this.appending++;
-    const appended = this.chain(ownCopy(m));
-    if (key !== undefined) this.idempotency.track(key, appended);
-    appended.then(
-      (value) => {
-        this.appending--;
-        reply({ ok: true, value });
-      },
-      (e: unknown) => {
-        this.appending--;
-        reply({ ok: false, error: toStreamingError(e) });
-      },
-    );
+    let done: AppendDone = (o) => {
+      this.appending--;
+      entry.reply(o.ok ? o : { ok: false, error: toStreamingError(o.error) });
+    };
+    if (key !== undefined) {
+      const answer = done;
+      const appended = new Promise<AppendResult>((resolve, reject) => {
+        done = (o) => {
+          answer(o);
+          if (o.ok) resolve(o.value);
+          else reject(o.error);
+        };
+      });
+      this.idempotency.track(key, appended);
+    }
+    this.chain(ownCopy(m), done);
   }
 
   private exhausted(): StreamingError {
@@ -422,14 +424,21 @@ export class WalCore {
   }
 
   /** Innermost step of the chain: encode and queue for the next group commit. Synchronous up to the queueing. */
-  private enqueue(msg: Message): Promise<AppendResult> {
-    if (this.state !== 'open') return Promise.reject(this.unavailableError());
-    const bytes = encodeMessage(msg, { maxMessageBytes: this.deps.options.maxMessageBytes });
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ msg, bytes, resolve, reject });
-      if (msg.type !== 'TimeTick') this.persistedSinceTick = true;
-      this.scheduleWrite();
-    });
+  private enqueue(msg: Message, done: AppendDone): void {
+    if (this.state !== 'open') {
+      done(failed(this.unavailableError()));
+      return;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeMessage(msg, { maxMessageBytes: this.deps.options.maxMessageBytes });
+    } catch (e) {
+      done(failed(e));
+      return;
+    }
+    this.pending.push({ msg, bytes, done });
+    if (msg.type !== 'TimeTick') this.persistedSinceTick = true;
+    this.scheduleWrite();
   }
 
   /** Group commits that may be in flight now: several only while overlapping encoding with writing pays (GroupCommitPacer). */
@@ -537,7 +546,7 @@ export class WalCore {
     if (this.recoveryRef) dispatch(this.recoveryRef, { type: 'observe', messages: written });
     for (let i = 0; i < entries.length; i++) {
       const lm = written[i]!;
-      entries[i]!.resolve({ id: lm.id, timetick: lm.timetick, lastConfirmedId: lm.lastConfirmedId });
+      entries[i]!.done({ ok: true, value: { id: lm.id, timetick: lm.timetick, lastConfirmedId: lm.lastConfirmedId } });
     }
     return true;
   }
@@ -547,7 +556,7 @@ export class WalCore {
    * in flight and everything pending are refused with the error; a later group the backend did
    * write anyway is found by the next open's recovery.
    */
-  private onWriteFailed(failed: PipeEntry[], error: StreamingError): void {
+  private onWriteFailed(failedGroup: PipeEntry[], error: StreamingError): void {
     const later = this.inFlight;
     this.inFlight = [];
     const pending = this.pending;
@@ -560,9 +569,10 @@ export class WalCore {
       this.logger.error('wal write failed; the pchannel must be reopened', { pchannel: this.pchannel, term: this.deps.channel.term, error: error.message });
     }
     const err = isFenced(error) ? error : new StreamingError(ErrorCode.INNER, `write to pchannel ${this.pchannel} failed: ${error.message}`, { cause: error, retriable: true });
-    for (const e of failed) e.reject(err);
-    for (const w of later) for (const e of w.entries) e.reject(err);
-    for (const e of pending) e.reject(err);
+    const outcome = failed(err);
+    for (const e of failedGroup) e.done(outcome);
+    for (const w of later) for (const e of w.entries) e.done(outcome);
+    for (const e of pending) e.done(outcome);
     this.stopTicking();
     for (const s of [...this.scanners]) s.fail(this.unavailableError());
     this.wab.close();
@@ -579,7 +589,7 @@ export class WalCore {
     this.closeTimer?.cancel();
     this.stopTicking();
     const err = new StreamingError(ErrorCode.ON_SHUTDOWN, `pchannel ${this.pchannel} is restarting`);
-    for (const e of this.pending) e.reject(err);
+    for (const e of this.pending) e.done(failed(err));
     this.pending = [];
     for (const s of [...this.scanners]) s.fail(err);
     this.wab.close();
@@ -606,13 +616,10 @@ export class WalCore {
       this.persistedSinceTick = false;
       const tick: TimeTickMessage = { type: 'TimeTick', vchannel: '', timetick: 0n, lastConfirmedId: '', term: 0, header: {}, body: {} };
       this.appending++;
-      this.chain(tick).then(
-        () => this.appending--,
-        (e: unknown) => {
-          this.appending--;
-          if (this.state === 'open') this.logger.warn('timetick append failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
-        },
-      );
+      this.chain(tick, (o) => {
+        this.appending--;
+        if (!o.ok && this.state === 'open') this.logger.warn('timetick append failed', { pchannel: this.pchannel, error: toStreamingError(o.error).message });
+      });
       return;
     }
     // Idle: a TimeTick only readers see; it advances them without a write.
@@ -730,7 +737,7 @@ export class WalCore {
     this.closeTimer?.cancel();
     if (timedOut) this.logger.warn('wal close timed out waiting for in-flight writes', { pchannel: this.pchannel, pending: this.pending.length });
     const err = new StreamingError(ErrorCode.ON_SHUTDOWN, `pchannel ${this.pchannel} closed`);
-    for (const e of this.pending) e.reject(err);
+    for (const e of this.pending) e.done(failed(err));
     this.pending = [];
     for (const s of [...this.scanners]) s.fail(err);
     this.wab.close();
@@ -771,9 +778,16 @@ export class WalCrash extends StreamingError {
   }
 }
 
-/** A private copy the interceptors may fill in (the body is shared: it is never modified). */
+/**
+ * A private copy the interceptors may fill in (the body is shared: it is never modified). Every
+ * field the WAL fills (up to the id and size of the LogMessage it becomes) is there from the start,
+ * so that the copies of all appends share one shape.
+ */
 function ownCopy(m: NewMessage | Message): Message {
-  return { timetick: 0n, lastConfirmedId: '', term: 0, ...m, header: { ...m.header } } as Message;
+  const c = { type: m.type, vchannel: m.vchannel, timetick: 0n, lastConfirmedId: '', term: 0, header: { ...m.header }, body: m.body, id: '', size: 0 } as LogMessage;
+  if (m.txn !== undefined) c.txn = m.txn;
+  if (m.idempotencyKey !== undefined) c.idempotencyKey = m.idempotencyKey;
+  return c;
 }
 
 /**

@@ -8,7 +8,7 @@ import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { Message, NewMessage, TxnBodyMessage } from '../../runtime/message/types';
 import { TxnGuard } from '../../runtime/message/txn-guard';
 import type { AppendResult } from './interceptors/interceptor';
-import type { Reply, WalMsg, WalStatus } from './messages';
+import type { AppendEntry, Reply, WalMsg, WalStatus } from './messages';
 import type { Scanner, SubscribeOptions } from './scanner/scanner';
 
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
@@ -98,20 +98,15 @@ class AppendBatch {
 
   add(message: NewMessage | Message, resolve: (r: AppendResult) => void, reject: (e: unknown) => void): void {
     this.unsettled++;
-    let settled = false;
-    this.msg.entries.push({
-      message,
-      reply: (r) => {
-        if (settled) return;
-        settled = true;
-        if (--this.unsettled === 0 && this.timer !== undefined) {
-          clearTimeout(this.timer);
-          this.timer = undefined;
-        }
-        if (r.ok) resolve(r.value);
-        else reject(r.error);
-      },
-    });
+    this.msg.entries.push(new BatchedAppend(message, this, resolve, reject));
+  }
+
+  /** One of the appends was answered. */
+  settledOne(): void {
+    if (--this.unsettled === 0 && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
   }
 
   send(): void {
@@ -151,6 +146,26 @@ class AppendBatch {
       retriable: true,
     });
     for (const e of this.msg.entries) e.reply({ ok: false, error });
+  }
+}
+
+/** One append of a batch: answers its caller's promise once (the WAL's answer or the batch's deadline, whichever comes first). */
+class BatchedAppend implements AppendEntry {
+  private settled = false;
+
+  constructor(
+    readonly message: NewMessage | Message,
+    private readonly batch: AppendBatch,
+    private readonly resolve: (r: AppendResult) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {}
+
+  reply(r: Reply<AppendResult>): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.batch.settledOne();
+    if (r.ok) this.resolve(r.value);
+    else this.reject(r.error);
   }
 }
 

@@ -212,17 +212,15 @@ function isWellFormed(s: string): boolean {
  */
 export function validateInsert(schema: CollectionSchema, columns: readonly Column[]): { rows: number } {
   if (!Array.isArray(columns)) throw fail('', R.INVALID_COLUMNS);
-  const fields = new Map<string, FieldSchema>();
-  for (const f of schema.fields) fields.set(f.name, f);
-  const seen = new Set<string>();
+  const index = schemaIndex(schema);
   let rows = -1;
   let firstColumn = '';
-  for (const c of columns) {
+  for (let i = 0; i < columns.length; i++) {
+    const c = columns[i] as Column;
     if (typeof c !== 'object' || c === null || typeof c.name !== 'string') throw fail('', R.INVALID_COLUMNS);
-    const f = fields.get(c.name);
+    const f = index.byName.get(c.name);
     if (f === undefined) throw fail(c.name, R.UNKNOWN_FIELD);
-    if (seen.has(c.name)) throw fail(c.name, R.DUPLICATE_COLUMN);
-    seen.add(c.name);
+    for (let j = 0; j < i; j++) if ((columns[j] as Column).name === c.name) throw fail(c.name, R.DUPLICATE_COLUMN);
     if (f.autoId === true) throw fail(c.name, R.AUTO_ID_PRESENT);
     if (c.type !== f.type) throw fail(c.name, R.TYPE_MISMATCH, { type: c.type, expected: f.type });
     const n = rowsOf(c, f);
@@ -234,11 +232,40 @@ export function validateInsert(schema: CollectionSchema, columns: readonly Colum
     }
     checkValues(c, f);
   }
-  for (const f of schema.fields) {
-    if (f.autoId !== true && !seen.has(f.name)) throw fail(f.name, R.MISSING_FIELD, { type: f.type });
+  // Every column named a distinct field that takes a column: as many columns as such fields means none is missing.
+  if (columns.length !== index.columnFields) {
+    for (const f of schema.fields) {
+      if (f.autoId !== true && !columns.some((c) => c.name === f.name)) throw fail(f.name, R.MISSING_FIELD, { type: f.type });
+    }
   }
   if (rows <= 0) throw fail('', R.EMPTY_INSERT);
   return { rows };
+}
+
+interface SchemaIndex {
+  byName: Map<string, FieldSchema>;
+  primaryKey: FieldSchema | undefined;
+  /** Fields an insert has a column for (all but an autoId primary key). */
+  columnFields: number;
+}
+
+/** Lookups of a (valid, unchanging) schema, built once per schema object: inserts are checked against it at every append. */
+const SCHEMA_INDEX = new WeakMap<CollectionSchema, SchemaIndex>();
+
+function schemaIndex(schema: CollectionSchema): SchemaIndex {
+  let index = SCHEMA_INDEX.get(schema);
+  if (index === undefined) {
+    const byName = new Map<string, FieldSchema>();
+    for (const f of schema.fields) byName.set(f.name, f);
+    index = { byName, primaryKey: schema.fields.find((f) => f.primaryKey === true), columnFields: schema.fields.filter((f) => f.autoId !== true).length };
+    SCHEMA_INDEX.set(schema, index);
+  }
+  return index;
+}
+
+/** The primary key field of a valid schema. */
+export function primaryKeyOf(schema: CollectionSchema): FieldSchema | undefined {
+  return schemaIndex(schema).primaryKey;
 }
 
 const FIXED_WIDTH: Partial<Record<FieldType, number>> = { bool: 1, int32: 4, int64: 8, float: 4, double: 8 };

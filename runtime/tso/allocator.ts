@@ -34,6 +34,8 @@ export class TsoAllocator {
   private remaining = 0;
   /** Monotonic ms at which the current batch was requested. */
   private batchRequestedAt = 0;
+  /** Physical ms of the batch's first timetick: a lower bound of physicalOf(next), read at every allocation. */
+  private batchPhysicalMs = 0;
   /** Bumped by sync(): a request started before it cannot fill the batch after it. */
   private generation = 0;
   private inflight: Promise<void> | undefined;
@@ -79,6 +81,7 @@ export class TsoAllocator {
           });
         }
         this.next = range.first;
+        this.batchPhysicalMs = physicalOf(range.first);
         this.remaining = range.count;
         this.batchRequestedAt = requestedAt;
       },
@@ -117,6 +120,12 @@ export class TsoAllocator {
    */
   syncIfExpired(maxAgeMs: number): void {
     if (this.remaining === 0) return;
-    if (this.clock.monotonic() - this.batchRequestedAt > maxAgeMs || this.clock.now() - physicalOf(this.next) > maxAgeMs) this.sync();
+    if (this.clock.monotonic() - this.batchRequestedAt > maxAgeMs) {
+      this.sync();
+      return;
+    }
+    // physicalOf(next) ≥ batchPhysicalMs: only a batch whose start is that far behind needs the exact (bigint) look.
+    const now = this.clock.now();
+    if (now - this.batchPhysicalMs > maxAgeMs && now - physicalOf(this.next) > maxAgeMs) this.sync();
   }
 }

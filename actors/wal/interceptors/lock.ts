@@ -7,7 +7,7 @@
 import { isExclusiveType, type Message } from '../../../runtime/message/types';
 import type { VChannelLocks } from '../locks';
 import type { TxnManager } from '../txn-manager';
-import type { AppendNext, AppendResult, Interceptor } from './interceptor';
+import { failed, type AppendDone, type AppendNext, type Interceptor } from './interceptor';
 
 export interface LockContext {
   locks: VChannelLocks;
@@ -18,37 +18,32 @@ export class LockInterceptor implements Interceptor {
   readonly name = 'lock';
   constructor(private readonly ctx: LockContext) {}
 
-  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+  doAppend(msg: Message, next: AppendNext, done: AppendDone): void {
     const exclusive = isExclusiveType(msg.type);
     let waiting: Promise<void> | undefined;
     try {
       waiting = this.ctx.locks.acquire(msg.vchannel, exclusive);
     } catch (e) {
-      return Promise.reject(e);
+      done(failed(e));
+      return;
     }
-    // Taken at once (the usual case): go on in this same turn, no await.
-    if (waiting) return waiting.then(() => this.holding(msg, next, exclusive));
-    return this.holding(msg, next, exclusive);
+    // Taken at once (the usual case): go on in this same turn.
+    if (waiting) {
+      waiting.then(
+        () => this.holding(msg, next, done, exclusive),
+        (e: unknown) => done(failed(e)),
+      );
+    } else {
+      this.holding(msg, next, done, exclusive);
+    }
   }
 
-  /** Runs next with the lock held and releases it once next settles. */
-  private holding(msg: Message, next: AppendNext, exclusive: boolean): Promise<AppendResult> {
-    let p: Promise<AppendResult>;
-    try {
-      p = next(msg);
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    return p.then(
-      (r) => {
-        this.unlock(msg, exclusive);
-        return r;
-      },
-      (e: unknown) => {
-        this.unlock(msg, exclusive);
-        throw e;
-      },
-    );
+  /** Runs next with the lock held and releases it once next is answered. */
+  private holding(msg: Message, next: AppendNext, done: AppendDone, exclusive: boolean): void {
+    next(msg, (o) => {
+      this.unlock(msg, exclusive);
+      done(o);
+    });
   }
 
   private unlock(msg: Message, exclusive: boolean): void {

@@ -7,10 +7,10 @@
  * UNRECOVERABLE and not written.
  */
 import type { Message } from '../../../runtime/message/types';
-import { estimateInsertBytes, validateInsert, validateSchema } from '../../../runtime/message/validate';
+import { estimateInsertBytes, primaryKeyOf, validateInsert, validateSchema } from '../../../runtime/message/validate';
 import type { Segment, SegmentManager } from '../segments';
 import type { VChannelMeta } from '../vchannel-meta';
-import type { AppendNext, AppendResult, Interceptor } from './interceptor';
+import { appendAsync, failed, settle, type AppendDone, type AppendNext, type AppendResult, type Interceptor } from './interceptor';
 import { Redo } from './redo';
 
 /** Rows per segment that generated keys leave room for (segments are smaller: see SegmentLimits). */
@@ -36,61 +36,63 @@ export class ShardInterceptor implements Interceptor {
   readonly name = 'shard';
   constructor(private readonly ctx: ShardContext) {}
 
-  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
-    // Inserts, deletes and anything without meta work afterwards pass on in the same turn.
-    try {
-      switch (msg.type) {
-        case 'Insert':
-        case 'Delete':
-          return this.dml(msg, next);
-        case 'CreateSegment':
-        case 'Flush':
-        case 'ManualFlush':
-        case 'CreateCollection':
-        case 'DropCollection':
-        case 'CreatePartition':
-        case 'DropPartition':
-          return this.withMeta(msg, next);
-        default:
-          return next(msg);
-      }
-    } catch (e) {
-      return Promise.reject(e);
+  doAppend(msg: Message, next: AppendNext, done: AppendDone): void {
+    switch (msg.type) {
+      case 'Insert':
+      case 'Delete':
+        // Inserts and deletes pass on in the same turn.
+        this.dml(msg, next, done);
+        return;
+      case 'CreateSegment':
+      case 'Flush':
+      case 'ManualFlush':
+      case 'CreateCollection':
+      case 'DropCollection':
+      case 'CreatePartition':
+      case 'DropPartition':
+        settle(this.withMeta(msg, (m) => appendAsync(next, m)), done);
+        return;
+      default:
+        next(msg, done);
     }
   }
 
-  private dml(msg: Message, next: AppendNext): Promise<AppendResult> {
+  private dml(msg: Message, next: AppendNext, done: AppendDone): void {
     const { meta, segments } = this.ctx;
-    switch (msg.type) {
-      case 'Insert': {
+    try {
+      if (msg.type === 'Delete') {
+        meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Delete');
+        msg.header.rows = msg.body.primaryKeys.data.length;
+      } else if (msg.type === 'Insert') {
         const c = meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Insert');
         const { rows } = validateInsert(c.schema, msg.body.columns);
         msg.header.rows = rows;
         msg.header.bytes = estimateInsertBytes(msg.body.columns);
         const a = segments.assign(msg.vchannel, msg.header.collectionId, msg.header.partitionId, rows, msg.header.bytes, this.ctx.now());
         if (a.sealed.length > 0) this.ctx.flushSegments(a.sealed);
-        if ('needSegment' in a) throw new Redo(this.ctx.createSegment(msg.vchannel, msg.header.collectionId, msg.header.partitionId));
+        if ('needSegment' in a) {
+          done(failed(new Redo(this.ctx.createSegment(msg.vchannel, msg.header.collectionId, msg.header.partitionId))));
+          return;
+        }
         msg.header.segmentId = a.segmentId;
-        const pk = c.schema.fields.find((f) => f.primaryKey);
+        const pk = primaryKeyOf(c.schema);
         if (pk?.autoId) {
           // Keys unique cluster-wide: the segment id (a MetaStore counter) and the row's place in it.
           const first = autoIdOf(a.segmentId, a.firstRow);
           msg.body = { columns: [{ name: pk.name, type: 'int64', data: Array.from({ length: rows }, (_, i) => first + i) }, ...msg.body.columns] };
-          return next(msg).then((r) => ({ ...r, extra: { autoIds: { first, count: rows } } }));
+          next(msg, (o) => done(o.ok ? { ok: true, value: { ...o.value, extra: { autoIds: { first, count: rows } } } } : o));
+          return;
         }
-        return next(msg);
       }
-      case 'Delete':
-        meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Delete');
-        msg.header.rows = msg.body.primaryKeys.data.length;
-        return next(msg);
-      default:
-        return next(msg);
+    } catch (e) {
+      done(failed(e));
+      return;
     }
+    next(msg, done);
   }
 
   /** Messages whose meta changes apply once written (an async frame: it awaits next). */
-  private async withMeta(msg: Message, next: AppendNext): Promise<AppendResult> {
+  private async withMeta(msg: Message, next: (msg: Message) => Promise<AppendResult>): Promise<AppendResult> {
     const { meta, segments } = this.ctx;
     switch (msg.type) {
       case 'CreateSegment': {

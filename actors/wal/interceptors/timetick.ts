@@ -9,7 +9,7 @@ import { minMessageId, type MessageId } from '../../../runtime/message/message-i
 import type { Timetick } from '../../../runtime/message/timetick';
 import { TXN_BODY_TYPES, type Message } from '../../../runtime/message/types';
 import type { TxnManager } from '../txn-manager';
-import type { AppendNext, AppendResult, Interceptor } from './interceptor';
+import { appendAsync, failed, settle, type AppendDone, type AppendNext, type AppendResult, type Interceptor } from './interceptor';
 
 export interface TimetickSource {
   tryAllocate(): Timetick | undefined;
@@ -34,17 +34,18 @@ export class TimetickInterceptor implements Interceptor {
   readonly name = 'timetick';
   constructor(private readonly ctx: TimetickContext) {}
 
-  doAppend(msg: Message, next: AppendNext): Promise<AppendResult> {
+  doAppend(msg: Message, next: AppendNext, done: AppendDone): void {
     const { tso } = this.ctx;
     let tt: Timetick | undefined;
     try {
       tso.syncIfExpired(TSO_BATCH_MAX_AGE_MS);
       tt = tso.tryAllocate();
     } catch (e) {
-      return Promise.reject(e);
+      done(failed(e));
+      return;
     }
-    if (tt === undefined) return this.refillThenStamp(msg, next);
-    return this.stamped(msg, next, tt);
+    if (tt === undefined) settle(this.refillThenStamp(msg, next), done);
+    else this.stamped(msg, next, done, tt);
   }
 
   /** The local batch is empty: wait for a refill (before holding any timetick), then go on. */
@@ -55,25 +56,26 @@ export class TimetickInterceptor implements Interceptor {
       await tso.refill();
       tt = tso.tryAllocate();
     }
-    return this.stamped(msg, next, tt);
+    return new Promise<AppendResult>((resolve, reject) => this.stamped(msg, next, (o) => (o.ok ? resolve(o.value) : reject(o.error)), tt));
   }
 
-  /** Stamps the allocated timetick and passes on in the same turn; synchronous throws become rejections. */
-  private stamped(msg: Message, next: AppendNext, tt: Timetick): Promise<AppendResult> {
+  /** Stamps the allocated timetick and passes on in the same turn. */
+  private stamped(msg: Message, next: AppendNext, done: AppendDone, tt: Timetick): void {
     // From here to the write pipe nothing awaits: write order = timetick order.
     try {
       msg.timetick = tt;
       msg.term = this.ctx.term;
       msg.lastConfirmedId = minMessageId(this.ctx.lastPersistedId(), this.ctx.txns.earliestOpenLastConfirmed());
-      if (msg.type !== 'TimeTick' && msg.type !== 'BeginTxn' && msg.type !== 'CommitTxn' && msg.type !== 'RollbackTxn' && !msg.txn) return next(msg);
     } catch (e) {
-      return Promise.reject(e);
+      done(failed(e));
+      return;
     }
-    return this.withTxns(msg, next, tt);
+    if (msg.type !== 'TimeTick' && msg.type !== 'BeginTxn' && msg.type !== 'CommitTxn' && msg.type !== 'RollbackTxn' && !msg.txn) next(msg, done);
+    else settle(this.withTxns(msg, (m) => appendAsync(next, m), tt), done);
   }
 
   /** TimeTicks and transaction messages (an async frame: the awaits below come after next was called). */
-  private async withTxns(msg: Message, next: AppendNext, tt: Timetick): Promise<AppendResult> {
+  private async withTxns(msg: Message, next: (msg: Message) => Promise<AppendResult>, tt: Timetick): Promise<AppendResult> {
     const { txns } = this.ctx;
     switch (msg.type) {
       case 'TimeTick':

@@ -39,7 +39,10 @@ export function encodeRecordsInto(buf: Buffer, at: number, records: readonly Uin
   for (const r of records) {
     buf.writeUInt32LE(r.length, off);
     buf.set(r, off + RECORD_HEADER_BYTES);
-    buf.writeUInt32LE(checksum(buf, off, r.length), off + 4);
+    // checksum()'s value with one native call: the length bytes folded in JS, then the payload from
+    // its own array (not for an empty one: zlib's crc32 of an array without memory is 0, not the seed).
+    const seed = lengthFieldCrc(buf, off);
+    buf.writeUInt32LE(r.length === 0 ? seed : crc32(r, seed), off + 4);
     off += RECORD_HEADER_BYTES + r.length;
   }
   return off;

@@ -21,6 +21,8 @@ const EPOCH_RE = /^[0-9a-f]{16}$/;
 const TMP_PREFIX = '.tmp-';
 /** Temp files older than this are left-overs of a crashed open (ms). */
 const STALE_TMP_MS = 60_000;
+/** statSync options: undefined for a missing file instead of a throw. */
+const STAT_IF_EXISTS = { throwIfNoEntry: false } as const;
 let tmpCounter = 0;
 
 export class TermStore {
@@ -75,8 +77,12 @@ export class TermStore {
 
   /** True while no rw open newer than `epoch` exists. One stat(2), no allocation on the common path. */
   isLatestSync(epoch: number): boolean {
-    return fs.statSync(this.file(epoch + 1), { throwIfNoEntry: false }) === undefined;
+    if (this.nextFileOf?.epoch !== epoch) this.nextFileOf = { epoch, file: this.file(epoch + 1) };
+    return fs.statSync(this.nextFileOf.file, STAT_IF_EXISTS) === undefined;
   }
+
+  /** The path isLatestSync looks at (asked before every write of the writer at that epoch). */
+  private nextFileOf: { epoch: number; file: string } | undefined;
 
   /** The term of the newest open, for error messages (undefined when unreadable). */
   async currentTerm(): Promise<number | undefined> {
