@@ -1,57 +1,117 @@
 /**
- * Whether the WAL overlaps encoding with writing. With two groups in flight the appenders of the
- * first are answered, and their next appends encoded, while the second is written. That pays
- * only while a write takes less time than encoding a wave of appends; on a slower disk (or a
- * remote backend) one group per write carries more, since the backend writes one group after the
- * other. So: overlap — split a burst that finds the pipe empty, hand the next group on as soon as
- * one completes — or merge — let the appenders just answered join the pending group first. Both
- * costs are measured as the WAL runs (moving averages); until they are known, merge.
+ * Whether the WAL overlaps the appenders' work with writing. With two groups in flight the
+ * appenders of the first are answered, and their next appends made and encoded, while the second
+ * is written; a backend that coalesces syncs (the local one) writes a group behind the sync in
+ * flight and makes it durable with the next. That pays while a write takes less time than the
+ * main thread spends on a wave of appends; on a slower disk (or a remote backend) one group per
+ * write carries more, since the backend writes one group after the other. So: overlap — split a
+ * burst that finds the pipe empty, hand the next group on as soon as one completes — or merge —
+ * let the appenders just answered join the pending group first. Both costs are measured as the
+ * WAL runs (medians of the last observations, so that an odd slow fsync or garbage collection does
+ * not flip the choice); until they are known, merge.
+ *
+ * With a backend that coalesces syncs, overlapping pays while a sync (T) takes less than the
+ * wave's work (B) plus the write(2) of a group (W), which overlapping hides behind the sync in
+ * flight: T < B + W. What the pacer measures as a write is W + T while merging and, while
+ * overlapping, the period between two completions (T, or B/2 + W when the main thread is the
+ * limit). W is not seen on its own; it is taken as a quarter of a write (W_SHARE), so: merging,
+ * overlap once write < 2·B; overlapping, go on while write < 4/3·B. After a switch the choice
+ * holds for a window of writes, so that the medians describe the new way of writing first.
+ *
+ * The main thread's time per append is its busy time (event-loop utilization: the callers' side,
+ * the chain, encoding, answers, garbage collection, and whatever else shares the thread) between
+ * two completed groups, divided by the appends they answered.
  */
 
 /** A group commit is split in two only when each half would carry at least this many appends. */
 export const MIN_SPLIT_GROUP = 8;
 
-/** Weight of a new observation in the moving averages. */
-const ALPHA = 0.2;
+/** Observations each median is taken over. */
+const WINDOW = 15;
+
+/** The part of a measured write taken to be its write(2), W (see above). */
+const W_SHARE = 0.25;
+/** Merging (write = W + T): T < B + W  ⇔  write < B / (1 − 2·W_SHARE). */
+const MERGING_FACTOR = 1 / (1 - 2 * W_SHARE);
+/** Overlapping (write = T): T < B + W  ⇔  write < B / (1 − W_SHARE). */
+const OVERLAPPING_FACTOR = 1 / (1 - W_SHARE);
 
 export class GroupCommitPacer {
-  /** Time to run one append through the interceptors up to the write pipe, in ms. */
-  private encodeMsPerAppend = 0;
+  /** Main-thread time per append, in ms. */
+  private readonly busyMsPerAppend = new MovingMedian(WINDOW);
   /** Time the backend takes to write one group, its queueing behind the previous one excluded, in ms. */
-  private writeMs = 0;
+  private readonly writeMs = new MovingMedian(WINDOW);
   private lastWriteDoneAt = 0;
+  /** The last choice of decide(). */
+  private overlapping = false;
+  /** Writes observed since the choice last changed. */
+  private sinceSwitch = WINDOW;
 
-  /** `appends` went through the chain in `ms` of one actor turn. */
-  observeEncoding(appends: number, ms: number): void {
-    if (appends <= 0) return;
-    this.encodeMsPerAppend = ewma(this.encodeMsPerAppend, ms / appends);
+  /** The main thread was busy for `ms` while `appends` appends went through (from call to answer). */
+  observeBusy(appends: number, ms: number): void {
+    if (appends <= 0 || !(ms >= 0)) return;
+    this.busyMsPerAppend.add(ms / appends);
   }
 
   /** A group handed over at `startedAt` was durable at `doneAt` (same time base as performance.now()). */
   observeWrite(startedAt: number, doneAt: number): void {
     const service = doneAt - Math.max(startedAt, this.lastWriteDoneAt);
     this.lastWriteDoneAt = doneAt;
-    if (service >= 0) this.writeMs = ewma(this.writeMs, service);
+    if (service >= 0) this.writeMs.add(service);
+    this.sinceSwitch++;
   }
 
-  /** True while writing a group is measured faster than encoding a wave of `appends`. */
-  shouldOverlap(appends: number): boolean {
-    if (!(this.writeMs > 0 && this.encodeMsPerAppend > 0)) return false;
-    return this.writeMs < this.encodeMsPerAppend * appends;
+  /**
+   * Chooses, once a group completed, for a wave of `appends` (every appender in the cycle): true
+   * while overlapping is measured to pay (see above). The choice holds until the next decision.
+   */
+  decide(appends: number): boolean {
+    const writeMs = this.writeMs.value;
+    const busyMs = this.busyMsPerAppend.value;
+    if (!(writeMs > 0 && busyMs > 0) || this.sinceSwitch < WINDOW) return this.overlapping;
+    const overlap = writeMs < busyMs * appends * (this.overlapping ? OVERLAPPING_FACTOR : MERGING_FACTOR);
+    if (overlap !== this.overlapping) {
+      this.overlapping = overlap;
+      this.sinceSwitch = 0;
+    }
+    return overlap;
+  }
+
+  /** The current choice (merge until the first decision). */
+  get overlap(): boolean {
+    return this.overlapping;
   }
 
   /** Most appends in the first group when `pending` wait, no write is in flight and `freeSlots` writes may start. */
   firstGroupLimit(pending: number, freeSlots: number): number {
     if (freeSlots < 2 || pending < 2 * MIN_SPLIT_GROUP) return pending;
-    return this.shouldOverlap(pending) ? Math.ceil(pending / 2) : pending;
+    return this.overlapping ? Math.ceil(pending / 2) : pending;
   }
 
   /** For status and logs. */
-  snapshot(): { encodeUsPerAppend: number; writeMs: number } {
-    return { encodeUsPerAppend: Math.round(this.encodeMsPerAppend * 1000 * 10) / 10, writeMs: Math.round(this.writeMs * 1000) / 1000 };
+  snapshot(): { busyUsPerAppend: number; writeMs: number } {
+    return { busyUsPerAppend: Math.round(this.busyMsPerAppend.value * 1000 * 10) / 10, writeMs: Math.round(this.writeMs.value * 1000) / 1000 };
   }
 }
 
-function ewma(avg: number, x: number): number {
-  return avg === 0 ? x : avg + ALPHA * (x - avg);
+/** The median of the last `size` numbers added (0 before the first); recomputed on add. */
+class MovingMedian {
+  private readonly ring: number[] = [];
+  private next = 0;
+  private median = 0;
+
+  constructor(private readonly size: number) {}
+
+  get value(): number {
+    return this.median;
+  }
+
+  add(x: number): void {
+    if (this.ring.length < this.size) this.ring.push(x);
+    else this.ring[this.next] = x;
+    this.next = (this.next + 1) % this.size;
+    const sorted = [...this.ring].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    this.median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  }
 }

@@ -109,6 +109,8 @@ export class WalCore {
   /** Group commits handed to the backend, oldest first; completed strictly in this order. */
   private inFlight: InFlightWrite[] = [];
   private readonly pacer = new GroupCommitPacer();
+  /** Event-loop busy time (ms) when groups were last answered: the pacer's measure of the work per append. */
+  private busyAtLastAnswer = performance.eventLoopUtilization().active;
   private batchSeq = 0;
   private writeScheduled = false;
 
@@ -357,9 +359,7 @@ export class WalCore {
     req.taken = true;
     dispatch(req.replyTo, { ok: true, value: undefined });
     const entries = req.entries;
-    const t0 = performance.now();
     for (let i = 0; i < entries.length; i++) this.appendOne(entries[i]!);
-    this.pacer.observeEncoding(entries.length, performance.now() - t0);
   }
 
   private appendOne(entry: AppendEntry): void {
@@ -444,7 +444,7 @@ export class WalCore {
   /** Group commits that may be in flight now: several only while overlapping encoding with writing pays (GroupCommitPacer). */
   private writeSlots(): number {
     const max = this.deps.options.maxInFlightWrites;
-    return max > 1 && this.pacer.shouldOverlap(this.appending) ? max : 1;
+    return max > 1 && this.pacer.overlap ? max : 1;
   }
 
   private scheduleWrite(): void {
@@ -502,11 +502,20 @@ export class WalCore {
     if (!w || w.outcome) return;
     w.outcome = outcome;
     if (w.doneAt !== undefined) this.pacer.observeWrite(w.startedAt, w.doneAt);
+    let answered = 0;
     while (this.inFlight.length > 0 && this.inFlight[0]!.outcome) {
       const head = this.inFlight.shift()!;
       const o = head.outcome!;
       if ('error' in o) return this.onWriteFailed(head.entries, o.error);
       if (!this.applyPersisted(head.entries, o.ids)) return;
+      answered += head.entries.length;
+    }
+    if (answered > 0) {
+      const busy = performance.eventLoopUtilization().active;
+      this.pacer.observeBusy(answered, busy - this.busyAtLastAnswer);
+      this.busyAtLastAnswer = busy;
+      // The wave is everyone still in the chain plus the appenders just answered, who come right back.
+      this.pacer.decide(this.appending + answered);
     }
     if (this.state === 'closing') {
       this.maybeFinishClose();
@@ -514,7 +523,7 @@ export class WalCore {
       return;
     }
     if (this.state !== 'open' || this.pending.length === 0) return;
-    if (this.pacer.shouldOverlap(this.appending)) {
+    if (this.pacer.overlap) {
       this.startWrite(false);
     } else if (!this.writeScheduled) {
       // Merge: the appenders just answered come back with their next appends in their own

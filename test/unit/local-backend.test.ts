@@ -13,6 +13,7 @@ import { CORRUPT, INCOMPLETE, encodeRecordsInto, encodedBytes, recordChecksOut, 
 import type { DeliverPolicy, LogEntry, WalLog } from '../../storage/wal/backend';
 import { type MessageId, sequenceId } from '../../runtime/message/message-id';
 import { ChannelFencedError, ErrorCode } from '../../runtime/errors';
+import * as fsIo from '../../storage/wal/local/fs-io';
 
 const DEADLINE_MS = 10_000;
 const P = 'by-dml_0';
@@ -799,5 +800,103 @@ describe('local backend: a new owner cutting a tail of large records', () => {
     all.push({ seq: 21, data: big(21) });
     expectRecords(await readUntil(reopened, { type: 'all' }, sequenceId(21)), all);
     expect(warnings.filter((w) => /torn|cut|truncat/i.test(w.message))).toEqual([]);
+  });
+});
+
+describe('local backend: sync coalescing under fsync always', () => {
+  /** Holds the fdatasync calls of appends until released; a held call can be made to fail. */
+  function holdSyncs(): { calls: number; release(fail?: boolean): void; restore(): void } {
+    const real = fsIo.fdatasync;
+    const held: { go: () => void; fail: (e: Error) => void }[] = [];
+    const spy = jest.spyOn(fsIo, 'fdatasync').mockImplementation(
+      (fd: number) =>
+        new Promise<void>((resolve, reject) => {
+          state.calls++;
+          held.push({ go: () => real(fd).then(resolve, reject), fail: reject });
+        }),
+    );
+    const state = {
+      calls: 0,
+      release(fail = false): void {
+        const h = held.shift();
+        if (!h) throw new Error('no fdatasync is held');
+        if (fail) h.fail(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
+        else h.go();
+      },
+      restore: () => spy.mockRestore(),
+    };
+    return state;
+  }
+
+  async function until(what: string, cond: () => boolean): Promise<void> {
+    const deadline = Date.now() + DEADLINE_MS;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  it('writes the appends that arrive during a sync behind it and makes them durable with the next one', async () => {
+    const backend = newBackend();
+    const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
+    const syncs = holdSyncs();
+    try {
+      const answered: string[] = [];
+      const a = log.append([rec(1)]).then((ids) => (answered.push('a'), ids));
+      await until('the first sync', () => syncs.calls === 1);
+      const b = log.append([rec(2), rec(3)]).then((ids) => (answered.push('b'), ids));
+      const c = log.append([rec(4)]).then((ids) => (answered.push('c'), ids));
+      // Both are written while the first sync is held, and wait for a sync of their own.
+      await until('the writes behind the sync', () => backend.stats.records === 4);
+      expect(syncs.calls).toBe(1);
+      expect(answered).toEqual([]);
+      syncs.release();
+      expect(await a).toEqual([sequenceId(1)]);
+      // One more sync covers both later groups.
+      await until('the second sync', () => syncs.calls === 2);
+      expect(answered).toEqual(['a']);
+      syncs.release();
+      expect(await b).toEqual([sequenceId(2), sequenceId(3)]);
+      expect(await c).toEqual([sequenceId(4)]);
+      expect(answered).toEqual(['a', 'b', 'c']);
+      expect(syncs.calls).toBe(2);
+    } finally {
+      syncs.restore();
+    }
+    await log.close();
+    const again = newBackend();
+    const ro = await again.open({ name: P, term: 1, accessMode: 'ro' });
+    expectRecords(await readUntil(ro, { type: 'all' }, sequenceId(4)), [1, 2, 3, 4].map((seq) => ({ seq, data: rec(seq) })));
+    await ro.close();
+  });
+
+  it('a failed sync fails the groups it covers and those written behind it; what an earlier sync made durable stays', async () => {
+    const backend = newBackend();
+    const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
+    const syncs = holdSyncs();
+    let b: Promise<unknown>;
+    let c: Promise<unknown>;
+    try {
+      const a = log.append([rec(1)]);
+      await until('the first sync', () => syncs.calls === 1);
+      syncs.release();
+      expect(await a).toEqual([sequenceId(1)]);
+      b = log.append([rec(2)]);
+      await until('the second sync', () => syncs.calls === 2);
+      c = log.append([rec(3)]);
+      await until('the write behind it', () => backend.stats.records === 3);
+      syncs.release(true);
+      await expect(b).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
+      await expect(c).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
+      await expect(log.append([rec(4)])).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
+    } finally {
+      syncs.restore();
+    }
+    await log.close();
+    expect(warnings.some((w) => w.message === 'local wal writer broken')).toBe(true);
+    const again = newBackend();
+    const ro = await again.open({ name: P, term: 1, accessMode: 'ro' });
+    expectRecords((await readUntil(ro, { type: 'all' }, sequenceId(1))).slice(0, 1), [{ seq: 1, data: rec(1) }]);
+    await ro.close();
   });
 });

@@ -4,6 +4,12 @@
  * twice: before (so a known-fenced writer writes nothing) and after it is durable (so an
  * acknowledgement is never given once a newer rw open may have cut the log). Lives from the rw
  * open to close(); owns the active segment's fd.
+ *
+ * Under fsync `always` writes and syncs overlap: a group is written as soon as it is taken, and
+ * one fdatasync at a time makes durable every group written before it started (sync coalescing).
+ * While a sync is in flight the next groups are written behind it and wait for the next sync, so
+ * the disk's flush and the writing of the next appends run side by side. Groups are acknowledged
+ * in write order, once a sync that started after their write completes.
  */
 import { ChannelFencedError, ErrorCode, StreamingError } from '../../../runtime/errors';
 import { type MessageId, sequenceId } from '../../../runtime/message/message-id';
@@ -19,6 +25,13 @@ interface PendingAppend {
   bytes: number;
   resolve(ids: MessageId[]): void;
   reject(e: unknown): void;
+}
+
+/** A group written under `always` that waits for a sync: its ids and the sequence after it. */
+interface WrittenGroup {
+  group: PendingAppend[];
+  ids: MessageId[][];
+  end: number;
 }
 
 interface ActiveSegment {
@@ -52,6 +65,10 @@ export class SegmentWriter implements WriterView {
   private closing: Promise<void> | undefined;
   private dirty = false;
   private syncRequested = false;
+  /** `always`: groups written and not yet durable, oldest first. */
+  private unsynced: WrittenGroup[] = [];
+  /** `always`: the fdatasync in flight (at most one), which acknowledges the groups it covers. */
+  private syncing: Promise<void> | undefined;
   private readonly timer: TimerHandle | undefined;
 
   constructor(
@@ -111,6 +128,7 @@ export class SegmentWriter implements WriterView {
     this.closing ??= (async () => {
       this.closed = true;
       while (this.pumping) await this.pumping;
+      await this.drainSyncs();
       this.timer?.cancel();
       if (this.dirty && !this.broken) {
         this.dirty = false;
@@ -177,6 +195,9 @@ export class SegmentWriter implements WriterView {
     for (const p of group) total += p.bytes;
     if (this.active.bytes > 0 && this.active.bytes + total > this.opts.segmentBytes) {
       try {
+        // Every group written to the old file is durable (and answered) before the next file exists.
+        await this.drainSyncs();
+        if (this.broken) return fail(this.broken);
         await this.rollover();
       } catch (e) {
         return fail(this.markBroken('segment rollover failed', e));
@@ -201,33 +222,70 @@ export class SegmentWriter implements WriterView {
       return fail(new StreamingError(ErrorCode.INNER, `append to pchannel ${this.state.pchannel} failed: ${String(e)}`, { cause: e }));
     }
     this.active.bytes = at + total;
-    if (this.opts.fsync === 'interval') {
-      this.dirty = true;
-    } else {
-      try {
-        await fdatasync(fd);
-        this.stats.syncs++;
-      } catch (e) {
-        // After a failed fsync the page cache state is unknown: stop using this handle.
-        return fail(this.markBroken('fdatasync failed', e));
-      }
-    }
-    // Fence after the write is durable: acknowledge only if no newer rw open exists now. Then the
-    // write completed before that open's fence point and its recovery scan counts these records.
-    if (this.superseded()) return fail(await this.fencedError());
-
     let seq = this.nextSeq;
-    const results: MessageId[][] = [];
-    for (const p of group) {
-      const ids: MessageId[] = new Array<MessageId>(p.records.length);
-      for (let i = 0; i < ids.length; i++) ids[i] = sequenceId(seq++);
-      results.push(ids);
+    const ids: MessageId[][] = new Array<MessageId[]>(group.length);
+    for (let g = 0; g < group.length; g++) {
+      const n = group[g]!.records.length;
+      const groupIds = new Array<MessageId>(n);
+      for (let i = 0; i < n; i++) groupIds[i] = sequenceId(seq++);
+      ids[g] = groupIds;
     }
     this.stats.records += seq - this.nextSeq;
     this.nextSeq = seq;
-    this.durableNext = seq;
+    if (this.opts.fsync === 'interval') {
+      this.dirty = true;
+      await this.acknowledge([{ group, ids, end: seq }]);
+      return;
+    }
+    this.unsynced.push({ group, ids, end: seq });
+    this.startSync();
+  }
+
+  /** Starts an fdatasync covering every group written so far, unless one is in flight (its completion starts the next). */
+  private startSync(): void {
+    if (this.syncing || this.unsynced.length === 0) return;
+    const covered = this.unsynced;
+    this.unsynced = [];
+    this.syncing = this.syncThenAcknowledge(this.active.fd, covered).finally(() => {
+      this.syncing = undefined;
+      this.startSync();
+    });
+  }
+
+  private async syncThenAcknowledge(fd: number, covered: WrittenGroup[]): Promise<void> {
+    try {
+      await fdatasync(fd);
+      this.stats.syncs++;
+    } catch (e) {
+      // After a failed fsync the page cache state is unknown: stop using this handle.
+      const err = this.markBroken('fdatasync failed', e);
+      for (const w of [...covered, ...this.unsynced.splice(0)]) for (const p of w.group) p.reject(err);
+      return;
+    }
+    await this.acknowledge(covered);
+  }
+
+  /** Answers durable groups, in order. */
+  private async acknowledge(done: WrittenGroup[]): Promise<void> {
+    // Fence after the write is durable: acknowledge only if no newer rw open exists now. Then the
+    // write completed before that open's fence point and its recovery scan counts these records.
+    if (this.superseded()) {
+      const err = await this.fencedError();
+      for (const w of done) for (const p of w.group) p.reject(err);
+      return;
+    }
+    this.durableNext = done[done.length - 1]!.end;
     this.state.notify();
-    for (let i = 0; i < group.length; i++) group[i]!.resolve(results[i]!);
+    for (const w of done) for (let i = 0; i < w.group.length; i++) w.group[i]!.resolve(w.ids[i]!);
+  }
+
+  /** Waits until every group written is durable and answered (or failed). */
+  private async drainSyncs(): Promise<void> {
+    for (;;) {
+      if (this.syncing) await this.syncing;
+      else if (this.unsynced.length > 0) this.startSync();
+      else return;
+    }
   }
 
   private async rollover(): Promise<void> {
