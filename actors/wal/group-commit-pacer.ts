@@ -14,9 +14,11 @@
  * wave's work (B) plus the write(2) of a group (W), which overlapping hides behind the sync in
  * flight: T < B + W. What the pacer measures as a write is W + T while merging and, while
  * overlapping, the period between two completions (T, or B/2 + W when the main thread is the
- * limit). W is not seen on its own; it is taken as a quarter of a write (W_SHARE), so: merging,
- * overlap once write < 2·B; overlapping, go on while write < 4/3·B. After a switch the choice
- * holds for a window of writes, so that the medians describe the new way of writing first.
+ * limit). W is not seen on its own; it is taken as a quarter of a merged write (W_SHARE), i.e. a
+ * third of a sync, so: merging, overlap once write < 2·B; overlapping, go on while write < 1.5·B —
+ * the same condition on T either way, so a steady disk does not make the choice flap. After a
+ * switch the choice holds for a window of writes, so that the medians describe the new way of
+ * writing first.
  *
  * The main thread's time per append is its busy time (event-loop utilization: the callers' side,
  * the chain, encoding, answers, garbage collection, and whatever else shares the thread) between
@@ -29,12 +31,12 @@ export const MIN_SPLIT_GROUP = 8;
 /** Observations each median is taken over. */
 const WINDOW = 15;
 
-/** The part of a measured write taken to be its write(2), W (see above). */
+/** The part of a merged write (W + T) taken to be its write(2), W (see above). */
 const W_SHARE = 0.25;
-/** Merging (write = W + T): T < B + W  ⇔  write < B / (1 − 2·W_SHARE). */
+/** Merging (write = W + T, W = W_SHARE·write): T < B + W  ⇔  write < B / (1 − 2·W_SHARE). */
 const MERGING_FACTOR = 1 / (1 - 2 * W_SHARE);
-/** Overlapping (write = T): T < B + W  ⇔  write < B / (1 − W_SHARE). */
-const OVERLAPPING_FACTOR = 1 / (1 - W_SHARE);
+/** Overlapping (write = T, W = T·W_SHARE / (1 − W_SHARE)): T < B + W  ⇔  write < B·(1 − W_SHARE) / (1 − 2·W_SHARE). */
+const OVERLAPPING_FACTOR = (1 - W_SHARE) / (1 - 2 * W_SHARE);
 
 export class GroupCommitPacer {
   /** Main-thread time per append, in ms. */

@@ -96,7 +96,8 @@ export class VChannelMeta {
         cols.set(msg.header.collectionId, {
           collectionId: msg.header.collectionId,
           name: msg.body.collectionName,
-          schema: msg.body.schema,
+          // Its own copy: the message body may be the caller's object, and the schema is indexed once (validate.ts).
+          schema: structuredClone(msg.body.schema),
           state: 'normal',
           partitions: new Map(msg.header.partitionIds.map((id) => [id, 'normal' as const])),
         });

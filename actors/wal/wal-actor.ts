@@ -401,7 +401,12 @@ export class WalCore {
     this.appending++;
     let done: AppendDone = (o) => {
       this.appending--;
-      entry.reply(o.ok ? o : { ok: false, error: toStreamingError(o.error) });
+      try {
+        entry.reply(o.ok ? o : { ok: false, error: toStreamingError(o.error) });
+      } catch (e) {
+        // Answers are given inside loops over a whole group: one caller's failing callback must not cut the others short.
+        this.logger.warn('answering an append failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
+      }
     };
     if (key !== undefined) {
       const answer = done;

@@ -82,16 +82,34 @@ describe('GroupCommitPacer', () => {
     expect(p.snapshot().writeMs).toBeCloseTo(0.2, 6);
   });
 
-  test('allows for the write(2) a merged write includes and overlapping hides: merged < 2 × work, overlapped < 4/3 × work', () => {
+  test('allows for the write(2) a merged write includes and overlapping hides: merged < 2 × work, overlapped < 1.5 × work', () => {
     // The wave's work: 0.32 ms. Merged: write(2) + sync.
     expect(pacer(0.32, 0.6).decide(64)).toBe(true); // 0.6 < 0.64
     expect(pacer(0.32, 0.7).decide(64)).toBe(false); // 0.7 ≥ 0.64
-    // Overlapping, a period of 0.4 ms (< 0.427) goes on; of 0.45 ms it goes back.
+    // Overlapping, a period of 0.45 ms (< 0.48) goes on; of 0.5 ms it goes back.
     const p = pacer(0.32, 0.6);
     expect(p.decide(64)).toBe(true);
-    let t = feed(p, 0.32, 0.4, 15, 100);
+    let t = feed(p, 0.32, 0.45, 15, 100);
     expect(p.decide(64)).toBe(true);
-    t = feed(p, 0.32, 0.45, 15, t);
+    t = feed(p, 0.32, 0.5, 15, t);
     expect(p.decide(64)).toBe(false);
+  });
+
+  test('a steady disk does not make the choice flap: merged and overlapped writes of the same sync lead to the same choice', () => {
+    // Sync T = 0.45 ms, write(2) W = T / 3 = 0.15 ms, work B = 0.32 ms: T < B + W, so overlap, and stay.
+    const p = pacer(0.32, 0.6); // merged: W + T
+    expect(p.decide(64)).toBe(true);
+    let t = 100;
+    for (let round = 0; round < 5; round++) {
+      t = feed(p, 0.32, 0.45, 15, t); // overlapped: T
+      expect(p.decide(64)).toBe(true);
+    }
+    // Sync T = 0.5 ms, W = 0.167: T ≥ B + W = 0.487, so merge, and stay.
+    const q = pacer(0.32, 0.667);
+    expect(q.decide(64)).toBe(false);
+    for (let round = 0; round < 5; round++) {
+      t = feed(q, 0.32, 0.667, 15, t);
+      expect(q.decide(64)).toBe(false);
+    }
   });
 });

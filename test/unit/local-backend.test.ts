@@ -870,6 +870,35 @@ describe('local backend: sync coalescing under fsync always', () => {
     await ro.close();
   });
 
+  it('a group whose write was still running when a sync failed is failed, not made durable by a later sync', async () => {
+    const backend = newBackend();
+    const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
+    const syncs = holdSyncs();
+    const realWrite = fsIo.writeAllAt;
+    let releaseWrite: (() => void) | undefined;
+    let writes = 0;
+    const writeSpy = jest.spyOn(fsIo, 'writeAllAt').mockImplementation(async (fd, buf, position) => {
+      if (++writes === 2) await new Promise<void>((r) => (releaseWrite = r));
+      return realWrite(fd, buf, position);
+    });
+    try {
+      const a = log.append([rec(1)]);
+      await until('the first sync', () => syncs.calls === 1);
+      const b = log.append([rec(2)]);
+      await until('the second write to be held', () => releaseWrite !== undefined);
+      syncs.release(true);
+      await expect(a).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
+      releaseWrite!();
+      await expect(b).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
+      // No sync was started for it on the broken handle.
+      expect(syncs.calls).toBe(1);
+    } finally {
+      writeSpy.mockRestore();
+      syncs.restore();
+    }
+    await log.close();
+  });
+
   it('a failed sync fails the groups it covers and those written behind it; what an earlier sync made durable stays', async () => {
     const backend = newBackend();
     const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });

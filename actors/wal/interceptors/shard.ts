@@ -32,6 +32,12 @@ export interface ShardContext {
   flushSegments(segments: Segment[]): void;
 }
 
+/** The primary keys generated for an insert into an autoId collection: first, first + 1, … (count). */
+interface GeneratedKeys {
+  first: number;
+  count: number;
+}
+
 export class ShardInterceptor implements Interceptor {
   readonly name = 'shard';
   constructor(private readonly ctx: ShardContext) {}
@@ -58,37 +64,49 @@ export class ShardInterceptor implements Interceptor {
   }
 
   private dml(msg: Message, next: AppendNext, done: AppendDone): void {
-    const { meta, segments } = this.ctx;
+    let prepared: Redo | GeneratedKeys | undefined;
     try {
-      if (msg.type === 'Delete') {
-        meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Delete');
-        msg.header.rows = msg.body.primaryKeys.data.length;
-      } else if (msg.type === 'Insert') {
-        const c = meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Insert');
-        const { rows } = validateInsert(c.schema, msg.body.columns);
-        msg.header.rows = rows;
-        msg.header.bytes = estimateInsertBytes(msg.body.columns);
-        const a = segments.assign(msg.vchannel, msg.header.collectionId, msg.header.partitionId, rows, msg.header.bytes, this.ctx.now());
-        if (a.sealed.length > 0) this.ctx.flushSegments(a.sealed);
-        if ('needSegment' in a) {
-          done(failed(new Redo(this.ctx.createSegment(msg.vchannel, msg.header.collectionId, msg.header.partitionId))));
-          return;
-        }
-        msg.header.segmentId = a.segmentId;
-        const pk = primaryKeyOf(c.schema);
-        if (pk?.autoId) {
-          // Keys unique cluster-wide: the segment id (a MetaStore counter) and the row's place in it.
-          const first = autoIdOf(a.segmentId, a.firstRow);
-          msg.body = { columns: [{ name: pk.name, type: 'int64', data: Array.from({ length: rows }, (_, i) => first + i) }, ...msg.body.columns] };
-          next(msg, (o) => done(o.ok ? { ok: true, value: { ...o.value, extra: { autoIds: { first, count: rows } } } } : o));
-          return;
-        }
-      }
+      prepared = this.prepare(msg);
     } catch (e) {
       done(failed(e));
       return;
     }
-    next(msg, done);
+    // Outside the try: done is answered once, by the pipe (a throw out of a caller's callback must not answer it again).
+    if (prepared instanceof Redo) done(failed(prepared));
+    else if (prepared === undefined) next(msg, done);
+    else {
+      const autoIds = prepared;
+      next(msg, (o) => done(o.ok ? { ok: true, value: { ...o.value, extra: { autoIds } } } : o));
+    }
+  }
+
+  /**
+   * Checks an insert or delete against the meta (and an insert against the schema) and assigns an
+   * insert to a growing segment. Returns a Redo when the partition needs a new segment first, the
+   * generated keys of an insert into an autoId collection, or nothing.
+   */
+  private prepare(msg: Message): Redo | GeneratedKeys | undefined {
+    const { meta, segments } = this.ctx;
+    if (msg.type === 'Delete') {
+      meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Delete');
+      msg.header.rows = msg.body.primaryKeys.data.length;
+      return undefined;
+    }
+    if (msg.type !== 'Insert') return undefined;
+    const c = meta.requirePartition(msg.vchannel, msg.header.collectionId, msg.header.partitionId, 'Insert');
+    const { rows } = validateInsert(c.schema, msg.body.columns);
+    msg.header.rows = rows;
+    msg.header.bytes = estimateInsertBytes(msg.body.columns);
+    const a = segments.assign(msg.vchannel, msg.header.collectionId, msg.header.partitionId, rows, msg.header.bytes, this.ctx.now());
+    if (a.sealed.length > 0) this.ctx.flushSegments(a.sealed);
+    if ('needSegment' in a) return new Redo(this.ctx.createSegment(msg.vchannel, msg.header.collectionId, msg.header.partitionId));
+    msg.header.segmentId = a.segmentId;
+    const pk = primaryKeyOf(c.schema);
+    if (!pk?.autoId) return undefined;
+    // Keys unique cluster-wide: the segment id (a MetaStore counter) and the row's place in it.
+    const first = autoIdOf(a.segmentId, a.firstRow);
+    msg.body = { columns: [{ name: pk.name, type: 'int64', data: Array.from({ length: rows }, (_, i) => first + i) }, ...msg.body.columns] };
+    return { first, count: rows };
   }
 
   /** Messages whose meta changes apply once written (an async frame: it awaits next). */

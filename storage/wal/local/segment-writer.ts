@@ -198,6 +198,7 @@ export class SegmentWriter implements WriterView {
         // Every group written to the old file is durable (and answered) before the next file exists.
         await this.drainSyncs();
         if (this.broken) return fail(this.broken);
+        if (this.fenced) return fail(await this.fencedError());
         await this.rollover();
       } catch (e) {
         return fail(this.markBroken('segment rollover failed', e));
@@ -222,6 +223,8 @@ export class SegmentWriter implements WriterView {
       return fail(new StreamingError(ErrorCode.INNER, `append to pchannel ${this.state.pchannel} failed: ${String(e)}`, { cause: e }));
     }
     this.active.bytes = at + total;
+    // A sync that failed while this write ran broke the handle: nothing written after it is acknowledged.
+    if (this.broken) return fail(this.broken);
     let seq = this.nextSeq;
     const ids: MessageId[][] = new Array<MessageId[]>(group.length);
     for (let g = 0; g < group.length; g++) {
@@ -246,6 +249,10 @@ export class SegmentWriter implements WriterView {
     if (this.syncing || this.unsynced.length === 0) return;
     const covered = this.unsynced;
     this.unsynced = [];
+    if (this.broken) {
+      for (const w of covered) for (const p of w.group) p.reject(this.broken);
+      return;
+    }
     this.syncing = this.syncThenAcknowledge(this.active.fd, covered).finally(() => {
       this.syncing = undefined;
       this.startSync();
