@@ -33,6 +33,8 @@ export interface WalStatus {
   inFlightWrite: number;
   openTransactions: number;
   subscribers: number;
+  /** The pacer's choice (GroupCommitPacer) and what it is based on: medians of the main thread's time per append and of a write. */
+  groupCommit: { mode: 'overlap' | 'merge'; busyUsPerAppend: number; writeMs: number };
 }
 
 export type WalMsg =

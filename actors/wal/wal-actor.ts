@@ -520,7 +520,10 @@ export class WalCore {
       this.pacer.observeBusy(answered, busy - this.busyAtLastAnswer);
       this.busyAtLastAnswer = busy;
       // The wave is everyone still in the chain plus the appenders just answered, who come right back.
-      this.pacer.decide(this.appending + answered);
+      const was = this.pacer.overlap;
+      if (this.pacer.decide(this.appending + answered) !== was) {
+        this.logger.debug('group commit mode changed', { pchannel: this.pchannel, mode: this.pacer.overlap ? 'overlap' : 'merge', wave: this.appending + answered, ...this.pacer.snapshot() });
+      }
     }
     if (this.state === 'closing') {
       this.maybeFinishClose();
@@ -713,6 +716,7 @@ export class WalCore {
       inFlightWrite: this.inFlight.reduce((n, w) => n + w.entries.length, 0),
       openTransactions: this.txns.openCount,
       subscribers: this.scanners.size,
+      groupCommit: { mode: this.pacer.overlap ? 'overlap' : 'merge', ...this.pacer.snapshot() },
     };
   }
 

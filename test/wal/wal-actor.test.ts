@@ -31,6 +31,19 @@ describe('WAL actor', () => {
     expect(new Set(results.map((r) => r.id)).size).toBe(200);
   });
 
+  test('status reports the group-commit choice and the measures it rests on once groups completed', async () => {
+    const wal = await fx.open('p0', 1);
+    await wal.ready();
+    const before = (await wal.status()).groupCommit;
+    expect(before).toEqual({ mode: 'merge', busyUsPerAppend: 0, writeMs: 0 });
+    await wal.append(createCollection(V, 1));
+    for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 50 }, () => wal.append(insert(V, 1))));
+    const after = (await wal.status()).groupCommit;
+    expect(['merge', 'overlap']).toContain(after.mode);
+    expect(after.busyUsPerAppend).toBeGreaterThan(0);
+    expect(after.writeMs).toBeGreaterThan(0);
+  });
+
   test('concurrent appends are group-committed into fewer backend writes', async () => {
     let writes = 0;
     const counting = interceptAppends(new MemoryWalBackend(), 'counting', (log) => (records) => {
