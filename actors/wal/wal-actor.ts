@@ -446,7 +446,7 @@ export class WalCore {
     this.scheduleWrite();
   }
 
-  /** Group commits that may be in flight now: several only while overlapping encoding with writing pays (GroupCommitPacer). */
+  /** Group commits that may be in flight now: several only while the pacer overlaps the appenders' work with writing (GroupCommitPacer). */
   private writeSlots(): number {
     const max = this.deps.options.maxInFlightWrites;
     return max > 1 && this.pacer.overlap ? max : 1;
