@@ -13,8 +13,9 @@
  * With a backend that coalesces syncs, overlapping pays while a sync (T) takes less than the
  * wave's work (B) plus the write(2) of a group (W), which overlapping hides behind the sync in
  * flight: T < B + W. What the pacer measures as a write is W + T while merging and, while
- * overlapping, the period between two completions (T, or B/2 + W when the main thread is the
- * limit). W is not seen on its own; it is taken as a quarter of a merged write (W_SHARE), i.e. a
+ * overlapping, the period between two completions: T (when the main thread is the limit, a group
+ * starts after the previous one finished and W + T is measured, well under 1.5·B there). W is not
+ * seen on its own; it is taken as a quarter of a merged write (W_SHARE), i.e. a
  * third of a sync, so: merging, overlap once write < 2·B; overlapping, go on while write < 1.5·B —
  * the same condition on T either way, so a steady disk does not make the choice flap. After a
  * switch the choice holds for a window of writes, so that the medians describe the new way of
@@ -22,7 +23,8 @@
  *
  * The main thread's time per append is its busy time (event-loop utilization: the callers' side,
  * the chain, encoding, answers, garbage collection, and whatever else shares the thread) between
- * two completed groups, divided by the appends they answered.
+ * two completions, divided by the appends they answered. The choice is made once per completion
+ * (one or more groups answered).
  */
 
 /** A group commit is split in two only when each half would carry at least this many appends. */

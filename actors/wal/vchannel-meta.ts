@@ -96,8 +96,9 @@ export class VChannelMeta {
         cols.set(msg.header.collectionId, {
           collectionId: msg.header.collectionId,
           name: msg.body.collectionName,
-          // Its own copy: the message body may be the caller's object, and the schema is indexed once (validate.ts).
-          schema: structuredClone(msg.body.schema),
+          // Its own copy, as replay rebuilds it from the log (the codec writes the schema as JSON): the
+          // message body may be the caller's object, and the schema is indexed once (validate.ts).
+          schema: JSON.parse(JSON.stringify(msg.body.schema)) as CollectionSchema,
           state: 'normal',
           partitions: new Map(msg.header.partitionIds.map((id) => [id, 'normal' as const])),
         });

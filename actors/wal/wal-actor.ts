@@ -365,26 +365,26 @@ export class WalCore {
   private appendOne(entry: AppendEntry): void {
     if (this.state === 'opening') {
       if (this.waitingForOpen.length >= this.deps.options.maxPendingAppends) {
-        entry.reply({ ok: false, error: this.exhausted() });
+        this.answer(entry, { ok: false, error: this.exhausted() });
       } else {
         this.waitingForOpen.push(entry);
       }
       return;
     }
     if (this.state !== 'open') {
-      entry.reply({ ok: false, error: this.unavailableError() });
+      this.answer(entry, { ok: false, error: this.unavailableError() });
       return;
     }
     const m = entry.message;
     if (NOT_APPENDABLE.has(m.type)) {
-      entry.reply({
+      this.answer(entry, {
         ok: false,
         error: new StreamingError(ErrorCode.INVALID_ARGUMENT, `${m.type} messages are written by the WAL itself and cannot be appended`, { details: { field: 'type' } }),
       });
       return;
     }
     if (this.appending >= this.deps.options.maxPendingAppends) {
-      entry.reply({ ok: false, error: this.exhausted() });
+      this.answer(entry, { ok: false, error: this.exhausted() });
       return;
     }
     const key = m.idempotencyKey;
@@ -392,8 +392,8 @@ export class WalCore {
       const seen = this.idempotency.lookup(key);
       if (seen !== undefined) {
         Promise.resolve(seen).then(
-          (value) => entry.reply({ ok: true, value }),
-          (e: unknown) => entry.reply({ ok: false, error: toStreamingError(e) }),
+          (value) => this.answer(entry, { ok: true, value }),
+          (e: unknown) => this.answer(entry, { ok: false, error: toStreamingError(e) }),
         );
         return;
       }
@@ -401,12 +401,7 @@ export class WalCore {
     this.appending++;
     let done: AppendDone = (o) => {
       this.appending--;
-      try {
-        entry.reply(o.ok ? o : { ok: false, error: toStreamingError(o.error) });
-      } catch (e) {
-        // Answers are given inside loops over a whole group: one caller's failing callback must not cut the others short.
-        this.logger.warn('answering an append failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
-      }
+      this.answer(entry, o.ok ? o : { ok: false, error: toStreamingError(o.error) });
     };
     if (key !== undefined) {
       const answer = done;
@@ -420,6 +415,15 @@ export class WalCore {
       this.idempotency.track(key, appended);
     }
     this.chain(ownCopy(m), done);
+  }
+
+  /** Answers an append. Answers are given in loops over a batch or a group: one caller's failing callback must not cut the others short. */
+  private answer(entry: AppendEntry, r: Reply<AppendResult>): void {
+    try {
+      entry.reply(r);
+    } catch (e) {
+      this.logger.warn('answering an append failed', { pchannel: this.pchannel, error: toStreamingError(e).message });
+    }
   }
 
   private exhausted(): StreamingError {

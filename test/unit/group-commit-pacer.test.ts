@@ -104,6 +104,13 @@ describe('GroupCommitPacer', () => {
       t = feed(p, 0.32, 0.45, 15, t); // overlapped: T
       expect(p.decide(64)).toBe(true);
     }
+    // Just under the threshold: T = 0.475 ms (merged 0.633 < 0.64; overlapped 0.475 < 0.48): overlap, and stay.
+    const r = pacer(0.32, 0.633);
+    expect(r.decide(64)).toBe(true);
+    for (let round = 0; round < 5; round++) {
+      t = feed(r, 0.32, 0.475, 15, t);
+      expect(r.decide(64)).toBe(true);
+    }
     // Sync T = 0.5 ms, W = 0.167: T ≥ B + W = 0.487, so merge, and stay.
     const q = pacer(0.32, 0.667);
     expect(q.decide(64)).toBe(false);

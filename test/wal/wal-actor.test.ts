@@ -1,8 +1,10 @@
 import { MemoryWalBackend } from '../../storage/wal/memory/memory-backend';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
-import type { LogMessage } from '../../runtime/message/types';
+import type { CreateCollectionMessage, LogMessage, NewMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
 import type { WalHandle } from '../../actors/wal/wal-handle';
+import { query, type Ref } from 'nact';
+import type { AppendEntry, Reply, WalMsg } from '../../actors/wal/messages';
 import { collect, createCollection, dropCollection, eventually, insert, interceptAppends, primaryKeys, walFixture, type WalFixture } from '../support/wal-fixture';
 
 const V = 'p0_1v0';
@@ -29,6 +31,38 @@ describe('WAL actor', () => {
     }
     for (const r of results) expect(r.lastConfirmedId < r.id).toBe(true);
     expect(new Set(results.map((r) => r.id)).size).toBe(200);
+  });
+
+  test('a schema object that carries more than JSON (a method) is kept as the log has it, and inserts go on', async () => {
+    const wal = await fx.open('p0', 1);
+    await wal.ready();
+    const cc = createCollection(V, 1) as NewMessage<CreateCollectionMessage>;
+    const schema = { ...cc.body.schema, describe: () => 'not data' };
+    await wal.append({ ...cc, body: { ...cc.body, schema } });
+    schema.fields = []; // the caller's object changes afterwards: the WAL keeps its own copy
+    const r = await wal.append(insert(V, 1));
+    expect(r.id > '').toBe(true);
+  });
+
+  test('an answer callback that throws does not keep the other appends of its batch unanswered', async () => {
+    const wal = await fx.open('p0', 1);
+    await wal.ready();
+    await wal.append(createCollection(V, 1));
+    const answers: string[] = [];
+    const entries: AppendEntry[] = [
+      {
+        message: { type: 'TimeTick', vchannel: '', header: {}, body: {} },
+        reply: () => {
+          answers.push('refused');
+          throw new Error('caller callback failed');
+        },
+      },
+      { message: insert(V, 1), reply: (r) => answers.push(r.ok ? 'written' : `failed: ${r.error.message}`) },
+    ];
+    await query(wal.ref, (replyTo: Ref<Reply<void>>): WalMsg => ({ type: 'appendBatch', entries, taken: false, replyTo }), 5_000);
+    await eventually(() => answers.length === 2);
+    expect(answers).toEqual(['refused', 'written']);
+    expect((await wal.status()).state).toBe('open');
   });
 
   test('status reports the group-commit choice and the measures it rests on once groups completed', async () => {
