@@ -148,8 +148,9 @@ export class SegmentCursor {
    */
   private async fillRecord(position: number, scratch?: Buffer): Promise<number> {
     const got = await this.fill(position, Math.max(this.chunkBytes, this.bytesNeededAt(position)), scratch);
-    if (got === 0 || recordLength(this.buf, 0, this.bufLen) !== INCOMPLETE || this.bytesNeededAt(position) <= this.bufLen) return got;
-    return this.fill(position, this.bytesNeededAt(position), scratch);
+    if (got === 0 || recordLength(this.buf, 0, this.bufLen) !== INCOMPLETE) return got;
+    const need = this.bytesNeededAt(position);
+    return need <= this.bufLen ? got : this.fill(position, need, scratch);
   }
 
   /**
