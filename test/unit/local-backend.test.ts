@@ -828,14 +828,6 @@ describe('local backend: sync coalescing under fsync always', () => {
     return state;
   }
 
-  async function until(what: string, cond: () => boolean): Promise<void> {
-    const deadline = Date.now() + DEADLINE_MS;
-    while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setImmediate(r));
-    }
-  }
-
   it('writes the appends that arrive during a sync behind it and makes them durable with the next one', async () => {
     const backend = newBackend();
     const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
@@ -843,17 +835,17 @@ describe('local backend: sync coalescing under fsync always', () => {
     try {
       const answered: string[] = [];
       const a = log.append([rec(1)]).then((ids) => (answered.push('a'), ids));
-      await until('the first sync', () => syncs.calls === 1);
+      await waitFor(() => syncs.calls === 1, 'the first sync');
       const b = log.append([rec(2), rec(3)]).then((ids) => (answered.push('b'), ids));
       const c = log.append([rec(4)]).then((ids) => (answered.push('c'), ids));
       // Both are written while the first sync is held, and wait for a sync of their own.
-      await until('the writes behind the sync', () => backend.stats.records === 4);
+      await waitFor(() => backend.stats.records === 4, 'the writes behind the sync');
       expect(syncs.calls).toBe(1);
       expect(answered).toEqual([]);
       syncs.release();
       expect(await a).toEqual([sequenceId(1)]);
       // One more sync covers both later groups.
-      await until('the second sync', () => syncs.calls === 2);
+      await waitFor(() => syncs.calls === 2, 'the second sync');
       expect(answered).toEqual(['a']);
       syncs.release();
       expect(await b).toEqual([sequenceId(2), sequenceId(3)]);
@@ -883,9 +875,9 @@ describe('local backend: sync coalescing under fsync always', () => {
     });
     try {
       const a = log.append([rec(1)]);
-      await until('the first sync', () => syncs.calls === 1);
+      await waitFor(() => syncs.calls === 1, 'the first sync');
       const b = log.append([rec(2)]);
-      await until('the second write to be held', () => releaseWrite !== undefined);
+      await waitFor(() => releaseWrite !== undefined, 'the second write to be held');
       syncs.release(true);
       await expect(a).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
       releaseWrite!();
@@ -907,13 +899,13 @@ describe('local backend: sync coalescing under fsync always', () => {
     let c: Promise<unknown>;
     try {
       const a = log.append([rec(1)]);
-      await until('the first sync', () => syncs.calls === 1);
+      await waitFor(() => syncs.calls === 1, 'the first sync');
       syncs.release();
       expect(await a).toEqual([sequenceId(1)]);
       b = log.append([rec(2)]);
-      await until('the second sync', () => syncs.calls === 2);
+      await waitFor(() => syncs.calls === 2, 'the second sync');
       c = log.append([rec(3)]);
-      await until('the write behind it', () => backend.stats.records === 3);
+      await waitFor(() => backend.stats.records === 3, 'the write behind it');
       syncs.release(true);
       await expect(b).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
       await expect(c).rejects.toMatchObject({ code: ErrorCode.UNRECOVERABLE });
