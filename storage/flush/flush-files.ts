@@ -1,6 +1,6 @@
 /**
  * The file step of a flush job, the CPU-heavy part: read the segment's WAL range, take its rows,
- * encode the Arrow files, hash them and put them (data files, then the manifest) into the object
+ * encode the Arrow files, checksum them and put them (data files, then the manifest) into the object
  * store. It commits nothing: SegmentFlushWorker checks the term before and commits after, on the
  * caller's thread, while this step runs either there (flush.threads = 0, the memory WAL) or in a
  * flush thread (flush-thread.ts) that opened its own WAL backend and object store. Both call this
@@ -14,6 +14,7 @@ import type { LogEntry, ReadOptions, WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
 import { SegmentEncoder, writeSegmentData, type DeleteBatch } from '../segments/segment-writer';
 import { BatchBufferPool } from '../segments/table-builder';
+import type { FileChecksum } from '../segments/manifest';
 import { TxnBuffer } from '../../actors/wal/scanner/txn-buffer';
 import type { FlushJob } from './flush-queue';
 
@@ -25,8 +26,8 @@ export interface FlushFiles {
   deletes: number;
   /** Object key of the manifest (present = the segment's files are complete). */
   manifest: string;
-  /** The data files as the manifest names them: bytes and SHA-256. */
-  files: Record<'inserts' | 'deletes', { bytes: number; sha256: string }>;
+  /** The data files as the manifest names them: bytes and checksum. */
+  files: Record<'inserts' | 'deletes', { bytes: number; checksum: FileChecksum }>;
   /** node:worker_threads threadId of the thread that did the work (0 = the main thread). */
   threadId: number;
 }
@@ -62,7 +63,7 @@ export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Prom
     rows: inserts.rows,
     deletes: deletes.rows,
     manifest: encoded.paths.manifest,
-    files: { inserts: { bytes: inserts.bytes, sha256: inserts.sha256 }, deletes: { bytes: deletes.bytes, sha256: deletes.sha256 } },
+    files: { inserts: { bytes: inserts.bytes, checksum: inserts.checksum }, deletes: { bytes: deletes.bytes, checksum: deletes.checksum } },
     threadId: deps.threadId,
   };
 }

@@ -2,7 +2,7 @@
  * The body of a flush thread (node:worker_threads), started by FlushThreadPool (flush-threads.ts).
  * It opens its own read-only WAL backend and its own object store from the settings in workerData
  * (on its first job, so a failure to open is that job's failure and the next job tries again),
- * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, hash,
+ * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, checksum,
  * put the files and the manifest) one at a time, and answers with what the commit needs or the
  * error. The term check and the commit stay on the main thread, where the MetaStore is.
  *

@@ -1,8 +1,8 @@
 /**
  * FlushThreadPool: the few node:worker_threads threads that run the file step of flush jobs
- * (flush-files.ts: read the WAL range, encode Arrow, hash, put the files). A 128 MiB segment costs
- * about a second and a half of CPU; on the main thread that is a second and a half during which the
- * WAL actors of the node append nothing, and a second core stays idle. Here it runs beside them.
+ * (flush-files.ts: read the WAL range, encode Arrow, checksum, put the files). A 128 MiB segment
+ * costs about half a second of CPU; on the main thread that is half a second during which the WAL
+ * actors of the node append nothing, and a second core stays idle. Here it runs beside them.
  *
  * - Threads start lazily (the first job that finds no idle thread starts one, up to `threads`),
  *   are reused across jobs (each opens its WAL backend and object store once), and run one job at

@@ -1,5 +1,5 @@
 /**
- * Reads a flushed segment back: the manifest, then each data file, whose size and SHA-256 must
+ * Reads a flushed segment back: the manifest, then each data file, whose size and checksum must
  * match the manifest (else SegmentCorruptError, before any Arrow parsing), then the Arrow tables,
  * whose schema and row counts must match the manifest too. Columns come back in the message
  * model's shapes (Column, PrimaryKeys), with per-row timeticks; `insertRows` iterates rows.
@@ -11,7 +11,7 @@ import type { ObjectStore } from '../objects/object-store';
 import { TIMETICK_COLUMN, arrowSchemaOf, fieldsInTableOrder, type SegmentTable } from './arrow-schema';
 import { SegmentCorruptError, SegmentCorruptReason } from './errors';
 import { type SegmentRef, segmentFilePaths } from './layout';
-import { type SegmentFileInfo, type SegmentManifest, decodeManifest, sha256Hex } from './manifest';
+import { type SegmentFileInfo, type SegmentManifest, checksumOf, decodeManifest } from './manifest';
 
 export interface DecodedInserts {
   rows: number;
@@ -39,7 +39,7 @@ export interface SegmentFilesBytes {
   deletes: Uint8Array;
 }
 
-/** Throws SegmentCorruptError unless `bytes` has the manifest's size and SHA-256. */
+/** Throws SegmentCorruptError unless `bytes` has the manifest's size and checksum. */
 export function verifyFile(info: SegmentFileInfo, bytes: Uint8Array): void {
   if (bytes.byteLength !== info.bytes) {
     throw new SegmentCorruptError(SegmentCorruptReason.SIZE_MISMATCH, `${info.name} has ${bytes.byteLength} bytes, the manifest says ${info.bytes}`, {
@@ -48,11 +48,13 @@ export function verifyFile(info: SegmentFileInfo, bytes: Uint8Array): void {
       actual: bytes.byteLength,
     });
   }
-  const actual = sha256Hex(bytes);
-  if (actual !== info.sha256) {
-    throw new SegmentCorruptError(SegmentCorruptReason.CHECKSUM_MISMATCH, `${info.name} has SHA-256 ${actual}, the manifest says ${info.sha256}`, {
+  const { algorithm, value: expected } = info.checksum;
+  const actual = checksumOf(algorithm, bytes).value;
+  if (actual !== expected) {
+    throw new SegmentCorruptError(SegmentCorruptReason.CHECKSUM_MISMATCH, `${info.name} has ${algorithm} ${actual}, the manifest says ${expected}`, {
       file: info.name,
-      expected: info.sha256,
+      algorithm,
+      expected,
       actual,
     });
   }

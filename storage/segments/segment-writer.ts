@@ -27,7 +27,7 @@ import { joinedBytes } from '../objects/bytes';
 import { arrowSchemaOf, fieldsInTableOrder } from './arrow-schema';
 import { SegmentConflictError } from './errors';
 import { SEGMENT_FILES, type SegmentFile, type SegmentRef, segmentFilePaths } from './layout';
-import { SEGMENT_FORMAT_VERSION, type SegmentFileInfo, type SegmentManifest, encodeManifest, sha256Hex, sha256HexYielding } from './manifest';
+import { CHECKSUM_OF_VERSION, SEGMENT_FORMAT_VERSION, type FileChecksum, type SegmentFileInfo, type SegmentManifest, checksumOf, checksumYielding, decodeManifest, encodeManifest } from './manifest';
 import { type BatchBufferPool, TableBuilder } from './table-builder';
 
 export interface InsertBatch {
@@ -73,16 +73,16 @@ export interface EncodedSegment {
 
 /**
  * A segment's data files before their checksums are known (SegmentEncoder.finishData): what
- * writeSegmentData hashes while it writes them. Each file is given as the parts the Arrow writer
+ * writeSegmentData checksums while it writes them. Each file is given as the parts the Arrow writer
  * produced (its bytes are the parts back to back): the parts are mostly the record batches' own
- * buffers, so a large file is never copied into one buffer only to be hashed and written.
+ * buffers, so a large file is never copied into one buffer only to be checksummed and written.
  */
 export interface SegmentData {
   paths: Record<SegmentFile, string>;
   inserts: readonly Uint8Array[];
   deletes: readonly Uint8Array[];
   /** The manifest but for the files' checksums. */
-  manifest: Omit<SegmentManifest, 'files'> & { files: Record<'inserts' | 'deletes', Omit<SegmentFileInfo, 'sha256'>> };
+  manifest: Omit<SegmentManifest, 'files'> & { files: Record<'inserts' | 'deletes', Omit<SegmentFileInfo, 'checksum'>> };
 }
 
 const DEFAULT_MAX_ROWS_PER_BATCH = 65_536;
@@ -198,7 +198,8 @@ export class SegmentEncoder {
   finish(): EncodedSegment {
     const inserts = arrow.tableToIPC(this.inserts.finish(), 'file');
     const deletes = arrow.tableToIPC(this.deletes.finish(), 'file');
-    return completeSegment(this.dataOf([inserts], [deletes]), { inserts: sha256Hex(inserts), deletes: sha256Hex(deletes) });
+    const algorithm = CHECKSUM_OF_VERSION[SEGMENT_FORMAT_VERSION];
+    return completeSegment(this.dataOf([inserts], [deletes]), { inserts: checksumOf(algorithm, inserts), deletes: checksumOf(algorithm, deletes) });
   }
 
   /** Encodes the data files (in parts), leaving their checksums to writeSegmentData. The encoder is spent. */
@@ -295,15 +296,15 @@ function byteLengthOf(parts: readonly Uint8Array[]): number {
 }
 
 /** The manifest of `data`, given its data files' checksums. */
-function manifestWith(data: SegmentData, sha256: Record<'inserts' | 'deletes', string>): SegmentManifest {
+function manifestWith(data: SegmentData, checksums: Record<'inserts' | 'deletes', FileChecksum>): SegmentManifest {
   const m = data.manifest;
-  return { ...m, files: { inserts: { ...m.files.inserts, sha256: sha256.inserts }, deletes: { ...m.files.deletes, sha256: sha256.deletes } } };
+  return { ...m, files: { inserts: { ...m.files.inserts, checksum: checksums.inserts }, deletes: { ...m.files.deletes, checksum: checksums.deletes } } };
 }
 
 /** The segment's files and manifest (a file's parts joined), given its data files' checksums. */
-function completeSegment(data: SegmentData, sha256: Record<'inserts' | 'deletes', string>): EncodedSegment {
+function completeSegment(data: SegmentData, checksums: Record<'inserts' | 'deletes', FileChecksum>): EncodedSegment {
   const { paths } = data;
-  const manifest = manifestWith(data, sha256);
+  const manifest = manifestWith(data, checksums);
   const files = new Map<string, Uint8Array>([
     [paths.inserts, joinedBytes(data.inserts)],
     [paths.deletes, joinedBytes(data.deletes)],
@@ -323,41 +324,68 @@ export async function writeSegment(store: ObjectStore, segment: EncodedSegment):
 }
 
 /**
- * writeSegment for data files whose checksums are not computed yet: they are hashed while they
- * are being put (the hash of a large file costs about as much as its write), then the manifest is
- * put the same way. Resolves with the complete segment.
+ * writeSegment for data files whose checksums are not computed yet: they are checksummed while
+ * they are being put, then the manifest is put create-only. Resolves with the segment's manifest:
+ * this one, or the one already stored for the same rows by an earlier format version (see
+ * manifestInStore).
  */
 export async function writeSegmentData(store: ObjectStore, data: SegmentData): Promise<WrittenSegment> {
   const { paths } = data;
-  const hashAll = async (): Promise<SegmentManifest> =>
-    manifestWith(data, { inserts: await sha256HexYielding(data.inserts), deletes: await sha256HexYielding(data.deletes) });
+  const algorithm = CHECKSUM_OF_VERSION[data.manifest.formatVersion];
+  const checksummed = async (): Promise<SegmentManifest> =>
+    manifestWith(data, { inserts: await checksumYielding(algorithm, data.inserts), deletes: await checksumYielding(algorithm, data.deletes) });
   if ((await store.head(paths.manifest)) !== undefined) {
-    const manifest = await hashAll();
-    await confirmSameManifest(store, paths.manifest, encodeManifest(manifest));
-    return { manifest, paths };
+    return { manifest: await manifestInStore(store, paths.manifest, await checksummed()), paths };
   }
   const puts = Promise.all([store.put(paths.inserts, data.inserts), store.put(paths.deletes, data.deletes)]);
-  puts.catch(() => undefined); // awaited below; a failure while hashing must not count as unhandled
-  const manifest = await hashAll();
+  puts.catch(() => undefined); // awaited below; a failure while checksumming must not count as unhandled
+  const manifest = await checksummed();
   await puts;
-  await putManifest(store, paths.manifest, encodeManifest(manifest));
-  return { manifest, paths };
+  return { manifest: await putManifest(store, paths.manifest, manifest), paths };
 }
 
-/** Puts the manifest create-only; one already there must be the same. */
-async function putManifest(store: ObjectStore, key: string, manifest: Uint8Array): Promise<void> {
+/** Puts the manifest create-only; when one is there already, what manifestInStore says of it. */
+async function putManifest(store: ObjectStore, key: string, manifest: SegmentManifest): Promise<SegmentManifest> {
   try {
-    await store.put(key, manifest, { ifAbsent: true });
+    await store.put(key, encodeManifest(manifest), { ifAbsent: true });
+    return manifest;
   } catch (e) {
     if (!isObjectAlreadyExists(e)) throw e;
-    await confirmSameManifest(store, key, manifest);
+    return manifestInStore(store, key, manifest);
   }
 }
 
-/** SegmentConflictError unless the stored manifest is this one. */
-async function confirmSameManifest(store: ObjectStore, key: string, manifest: Uint8Array): Promise<void> {
+/**
+ * The manifest stored under `key` when it stands for `manifest`: the same bytes, or a complete
+ * segment written by an earlier format version with the same rows (its files, written before it,
+ * are left as they are: the reader reads that version). Anything else is a SegmentConflictError.
+ */
+async function manifestInStore(store: ObjectStore, key: string, manifest: SegmentManifest): Promise<SegmentManifest> {
   const stored = await store.get(key);
-  if (!Buffer.from(stored).equals(Buffer.from(manifest.buffer, manifest.byteOffset, manifest.byteLength))) throw new SegmentConflictError(key);
+  const ours = encodeManifest(manifest);
+  if (Buffer.from(stored).equals(Buffer.from(ours.buffer, ours.byteOffset, ours.byteLength))) return manifest;
+  let earlier: SegmentManifest;
+  try {
+    earlier = decodeManifest(stored);
+  } catch {
+    throw new SegmentConflictError(key);
+  }
+  if (earlier.formatVersion < manifest.formatVersion && sameRows(earlier, manifest)) return earlier;
+  throw new SegmentConflictError(key);
+}
+
+/** Whether two manifests describe the same rows of the same segment (whatever their format). */
+function sameRows(a: SegmentManifest, b: SegmentManifest): boolean {
+  return (
+    a.collectionId === b.collectionId &&
+    a.partitionId === b.partitionId &&
+    a.segmentId === b.segmentId &&
+    JSON.stringify(a.schema) === JSON.stringify(b.schema) &&
+    a.files.inserts.rows === b.files.inserts.rows &&
+    a.files.deletes.rows === b.files.deletes.rows &&
+    a.timetick?.min === b.timetick?.min &&
+    a.timetick?.max === b.timetick?.max
+  );
 }
 
 // ------------------------------------------------------------------ input checks

@@ -3,6 +3,7 @@
  * with the plain apache-arrow reader (any Arrow tool can read them); corruption is detected.
  */
 import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,7 +16,7 @@ import { LocalObjectStore } from '../../storage/objects/local/local-object-store
 import { ObjectNotFoundError } from '../../storage/objects/errors';
 import { SegmentConflictError, SegmentCorruptError, SegmentCorruptReason } from '../../storage/segments/errors';
 import { segmentFilePaths } from '../../storage/segments/layout';
-import { decodeManifest, encodeManifest, sha256HexYielding } from '../../storage/segments/manifest';
+import { type SegmentManifest, checksumOf, checksumYielding, decodeManifest, encodeManifest } from '../../storage/segments/manifest';
 import { decodeSegment, insertRows, readSegment } from '../../storage/segments/segment-reader';
 import { BatchBufferPool } from '../../storage/segments/table-builder';
 import { type DeleteBatch, type InsertBatch, type SegmentInput, SegmentEncoder, encodeSegment, writeSegment, writeSegmentData } from '../../storage/segments/segment-writer';
@@ -155,12 +156,16 @@ describe(`segment files (seed ${SEED})`, () => {
     ]);
     const m = decodeManifest(fileOf(encoded, 'manifest'));
     expect(m).toEqual(encoded.manifest);
-    expect(m).toMatchObject({ formatVersion: 1, ...REF, schema });
+    expect(m).toMatchObject({ formatVersion: 2, ...REF, schema });
     expect(m.files.inserts).toMatchObject({ name: 'inserts.arrow', rows: 1000, bytes: fileOf(encoded, 'inserts').byteLength });
     expect(m.files.deletes).toMatchObject({ name: 'deletes.arrow', rows: 44, bytes: fileOf(encoded, 'deletes').byteLength });
+    const text = Buffer.from(fileOf(encoded, 'manifest')).toString('utf8');
     for (const which of ['inserts', 'deletes'] as const) {
-      expect(m.files[which].sha256).toBe(createHash('sha256').update(fileOf(encoded, which)).digest('hex'));
+      const crc = crc32(fileOf(encoded, which)).toString(16).padStart(8, '0');
+      expect(m.files[which].checksum).toEqual({ algorithm: 'crc32', value: crc });
+      expect(text).toContain(`"crc32": "${crc}"`); // what any CRC-32 tool (zlib, gzip's) checks the file with
     }
+    expect(text).not.toContain('sha256');
     // inserts span tt(0,0)..tt(60,6); deletes tt(25,1)..tt(80,7); the empty delete batch's tt(26,0) does not count
     expect(m.timetick).toEqual({ min: tt(0, 0), max: tt(80, 7) });
     expect(m.timetick!.max > BigInt(Number.MAX_SAFE_INTEGER)).toBe(true); // timeticks really need 64 bits
@@ -251,7 +256,7 @@ describe(`segment files (seed ${SEED})`, () => {
             code: ErrorCode.UNRECOVERABLE,
             retriable: false,
             reason: SegmentCorruptReason.CHECKSUM_MISMATCH,
-            details: { file: `${which}.arrow`, expected: encoded.manifest.files[which].sha256 },
+            details: { file: `${which}.arrow`, algorithm: 'crc32', expected: encoded.manifest.files[which].checksum.value },
           });
         }
       }
@@ -274,10 +279,18 @@ describe(`segment files (seed ${SEED})`, () => {
     it('refuses a malformed or unknown-version manifest', async () => {
       const text = Buffer.from(fileOf(encoded, 'manifest')).toString('utf8');
       expect(await caught(() => decodeManifest(new TextEncoder().encode(text.slice(0, 40))))).toMatchObject({ reason: SegmentCorruptReason.BAD_MANIFEST });
-      expect(await caught(() => decodeManifest(new TextEncoder().encode(text.replace('"formatVersion": 1', '"formatVersion": 2'))))).toMatchObject({
-        reason: SegmentCorruptReason.UNSUPPORTED_VERSION,
-      });
-      expect(await caught(() => decodeManifest(new TextEncoder().encode(text.replace(/"sha256": "[0-9a-f]+"/, '"sha256": "xyz"'))))).toMatchObject({
+      for (const version of ['3', '0', '"2"']) {
+        expect(await caught(() => decodeManifest(new TextEncoder().encode(text.replace('"formatVersion": 2', `"formatVersion": ${version}`))))).toMatchObject({
+          reason: SegmentCorruptReason.UNSUPPORTED_VERSION,
+        });
+      }
+      for (const bad of ['"crc32": "xyz"', '"crc32": "0123456789"', '"crc32": "ABCDEF01"', '"sha256": "0123abcd"']) {
+        expect(await caught(() => decodeManifest(new TextEncoder().encode(text.replace(/"crc32": "[0-9a-f]+"/, bad))))).toMatchObject({
+          reason: SegmentCorruptReason.BAD_MANIFEST,
+        });
+      }
+      // Format 1 checksums with SHA-256: a crc32 in a format 1 manifest is not a checksum it knows.
+      expect(await caught(() => decodeManifest(new TextEncoder().encode(text.replace('"formatVersion": 2', '"formatVersion": 1'))))).toMatchObject({
         reason: SegmentCorruptReason.BAD_MANIFEST,
       });
       expect(await caught(() => decodeManifest(new Uint8Array([0xff, 0xfe, 0x7b])))).toMatchObject({ reason: SegmentCorruptReason.BAD_MANIFEST });
@@ -430,7 +443,7 @@ describe(`segment files (seed ${SEED})`, () => {
       for (const file of ['inserts', 'deletes'] as const) {
         const joined = Buffer.concat(data[file]);
         expect(joined.equals(Buffer.from(fileOf(whole, file)))).toBe(true);
-        expect(await sha256HexYielding(data[file])).toBe(whole.manifest.files[file].sha256);
+        expect(await checksumYielding('crc32', data[file])).toEqual(whole.manifest.files[file].checksum);
       }
     });
 
@@ -469,11 +482,20 @@ describe(`segment files (seed ${SEED})`, () => {
       expect(tiny.size).toBe(0);
     });
 
-    it('hashes parts across its slices as their concatenation', async () => {
+    it('checksums parts across its slices as their concatenation (empty parts change nothing)', async () => {
       const MiB = 1 << 20;
       const parts = [0, 1, 8 * MiB - 1, 3, 8 * MiB + 5, 0, 17].map((n, i) => new Uint8Array(n).fill(i + 1));
-      expect(await sha256HexYielding(parts)).toBe(createHash('sha256').update(Buffer.concat(parts)).digest('hex'));
-      expect(await sha256HexYielding([])).toBe(createHash('sha256').digest('hex'));
+      const whole = Buffer.concat(parts);
+      const crc = crc32(whole).toString(16).padStart(8, '0');
+      expect(await checksumYielding('crc32', parts)).toEqual({ algorithm: 'crc32', value: crc });
+      expect(checksumOf('crc32', parts)).toEqual({ algorithm: 'crc32', value: crc });
+      expect(checksumOf('crc32', whole)).toEqual({ algorithm: 'crc32', value: crc });
+      expect((await checksumYielding('sha256', parts)).value).toBe(createHash('sha256').update(whole).digest('hex'));
+      expect(await checksumYielding('crc32', [])).toEqual({ algorithm: 'crc32', value: '00000000' });
+      expect((await checksumYielding('sha256', [])).value).toBe(createHash('sha256').digest('hex'));
+      // A value with a high bit set still prints as 8 unsigned hex digits.
+      const high = [...Array(64).keys()].map((i) => new Uint8Array([i])).find((b) => crc32(b) >= 2 ** 31)!;
+      expect(checksumOf('crc32', high).value).toBe(crc32(high).toString(16).padStart(8, '0'));
     });
 
     it('writes, reads back the same rows, and rewrites idempotently', async () => {
@@ -516,6 +538,50 @@ describe(`segment files (seed ${SEED})`, () => {
       expect(await keysOf()).toEqual([...encoded.files.keys()].sort());
       const other = new SegmentEncoder({ ...input }, { root: 'segments' });
       expect(await caught(writeSegmentData(store, await other.finishData()))).toBeInstanceOf(SegmentConflictError);
+    });
+
+    it('reads a segment of format 1 (SHA-256 checksums), and a flush retried over it keeps it', async () => {
+      const v1: SegmentManifest = {
+        ...encoded.manifest,
+        formatVersion: 1,
+        files: {
+          inserts: { ...encoded.manifest.files.inserts, checksum: checksumOf('sha256', fileOf(encoded, 'inserts')) },
+          deletes: { ...encoded.manifest.files.deletes, checksum: checksumOf('sha256', fileOf(encoded, 'deletes')) },
+        },
+      };
+      const v1Bytes = encodeManifest(v1);
+      const text = Buffer.from(v1Bytes).toString('utf8');
+      expect(text).toContain('"formatVersion": 1');
+      expect(text).toContain(`"sha256": "${createHash('sha256').update(fileOf(encoded, 'inserts')).digest('hex')}"`);
+      expect(text).not.toContain('crc32');
+      expect(decodeManifest(v1Bytes)).toEqual(v1);
+      const files = { inserts: fileOf(encoded, 'inserts'), deletes: fileOf(encoded, 'deletes') };
+      const read = decodeSegment(v1, files);
+      const current = decodeSegment(encoded.manifest, files);
+      expect(read.manifest).toEqual(v1);
+      expect({ inserts: read.inserts, deletes: read.deletes }).toEqual({ inserts: current.inserts, deletes: current.deletes });
+      expect(read.inserts.rows).toBe(1000);
+      expect(await caught(() => decodeSegment(v1, { ...files, inserts: flipByte(files.inserts, 10) }))).toMatchObject({
+        reason: SegmentCorruptReason.CHECKSUM_MISMATCH,
+        details: { file: 'inserts.arrow', algorithm: 'sha256', expected: v1.files.inserts.checksum.value },
+      });
+
+      // Stored as format 1: a retried flush of the same rows keeps that segment (files untouched) …
+      for (const [k, v] of encoded.files) await store.put(k, k === encoded.paths.manifest ? v1Bytes : v);
+      const marker = new Uint8Array([1, 2, 3]); // stands for the earlier writer's bytes of the inserts file
+      await store.put(encoded.paths.inserts, marker);
+      const data = async () => {
+        const segment = new SegmentEncoder(input, { root: 'segments' });
+        for (const batch of input.inserts) segment.addInsert(batch);
+        for (const d of input.deletes) segment.addDelete(d);
+        return segment.finishData();
+      };
+      expect((await writeSegmentData(store, await data())).manifest).toEqual(v1);
+      expect(Buffer.from(await store.get(encoded.paths.manifest)).equals(Buffer.from(v1Bytes))).toBe(true);
+      expect(Buffer.from(await store.get(encoded.paths.inserts)).equals(Buffer.from(marker))).toBe(true);
+      // … but a format 1 manifest of other rows is a conflict.
+      await store.put(encoded.paths.manifest, encodeManifest({ ...v1, files: { ...v1.files, deletes: { ...v1.files.deletes, rows: 43 } } }));
+      expect(await caught(writeSegmentData(store, await data()))).toBeInstanceOf(SegmentConflictError);
     });
 
     it('refuses a manifest stored under another segment', async () => {
