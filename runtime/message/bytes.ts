@@ -18,6 +18,9 @@ const TWO_32 = 4294967296;
 const SHORT_STRING = 64;
 /** Strings up to this many bytes are decoded by concatenation (V8 keeps strings under 13 characters flat). */
 const TINY_STRING = 12;
+/** Slots of the recently decoded ASCII strings (of at most SHORT_STRING bytes) that ByteReader.utf8At reuses. */
+const RECENT_SLOTS = 256;
+const RECENT_STRINGS: string[] = new Array<string>(RECENT_SLOTS).fill('');
 
 /** UTF-8 byte length of `s`, exactly as Buffer writes it (a lone surrogate becomes U+FFFD, 3 bytes). */
 export function utf8Length(s: string): number {
@@ -241,23 +244,35 @@ export class ByteReader {
     if (n === 0) return '';
     const b = this.buf;
     const end = pos + n;
+    if (n > SHORT_STRING) return b.toString('utf8', pos, end);
+    // Channels, ids and column names repeat from message to message: a recent equal string is
+    // returned as it is (a comparison, no new string). Only ASCII strings are kept, so a byte
+    // ≥ 0x80 never matches.
+    const slot = (n + 31 * (b[pos] as number) + 131 * (b[end - 1] as number)) & (RECENT_SLOTS - 1);
+    const recent = RECENT_STRINGS[slot]!;
+    if (recent.length === n) {
+      let i = 0;
+      while (i < n && recent.charCodeAt(i) === b[pos + i]) i++;
+      if (i === n) return recent;
+    }
+    let s: string;
     if (n <= TINY_STRING) {
       // A native call costs more than this loop for tiny strings (column names, short values);
       // below 13 characters V8 keeps the concatenation flat.
-      let s = '';
+      s = '';
       for (let i = pos; i < end; i++) {
         const c = b[i] as number;
         if (c >= 0x80) return b.toString('utf8', pos, end);
         s += String.fromCharCode(c);
       }
-      return s;
-    }
-    if (n <= SHORT_STRING) {
+    } else {
       let i = pos;
       while (i < end && (b[i] as number) < 0x80) i++;
-      if (i === end) return b.toString('latin1', pos, end);
+      if (i !== end) return b.toString('utf8', pos, end);
+      s = b.toString('latin1', pos, end);
     }
-    return b.toString('utf8', pos, end);
+    RECENT_STRINGS[slot] = s;
+    return s;
   }
 
   /**

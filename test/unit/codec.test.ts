@@ -268,6 +268,24 @@ describe('codec round trip', () => {
     expectSameMessage(decodeMessage(encodeMessage(msg)), msg);
   });
 
+  it('decodes recurring and look-alike short strings exactly, in any order (recent strings are reused only when equal)', () => {
+    // Same length, same first and last byte (the same recent-string slot), different middles;
+    // non-ASCII look-alikes; the short-string bounds; ids that differ in one digit.
+    const strings = ['vAz', 'vBz', 'v\u00e9z', 'vz', 'v\u00ffz', 'a'.repeat(12), 'a'.repeat(5) + 'b' + 'a'.repeat(6), 'x'.repeat(64), 'x'.repeat(32) + 'é' + 'x'.repeat(31)];
+    for (let i = 0; i < 40; i++) strings.push(i.toString(16).padStart(16, '0'), `ch_${i % 7}v${i % 3}`);
+    const random = rng(20261126);
+    for (let round = 0; round < 600; round++) {
+      const pick = (): string => strings[Math.floor(random() * strings.length)]!;
+      const name = pick();
+      const text = pick();
+      const msg = insert({ vchannel: pick(), lastConfirmedId: pick() }, [{ name, type: 'varchar', data: [text, pick()] }], 2);
+      const bytes = encodeMessage(msg);
+      expectSameMessage(decodeMessage(bytes), msg);
+      const lazy = decodeLazily(bytes);
+      expect([lazy.header.vchannel, lazy.header.lastConfirmedId, lazy.insertColumns()[0]!.name]).toEqual([msg.vchannel, msg.lastConfirmedId, name]);
+    }
+  });
+
   it('toLogMessage adds the id and the encoded size', () => {
     const msg = fixtures()[1] as Message;
     const data = encodeMessage(msg);
