@@ -38,7 +38,7 @@
  * - every other type: empty.
  * Txn messages exist only on the consume side and are never encoded.
  */
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../crc32';
 import { ErrorCode, invalidArgument, MessageDecodeError, StreamingError } from '../errors';
 import type { LogEntry } from '../../storage/wal/backend';
 import { ByteReader, ByteWriter, utf8Length } from './bytes';

@@ -4,7 +4,7 @@
  * zero-filled tail (which a crash can leave on some file systems) never parses as a record:
  * the CRC of four zero bytes is not zero.
  */
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../../../runtime/crc32';
 import { invalidArgument } from '../../../runtime/errors';
 
 export const RECORD_HEADER_BYTES = 8;

@@ -1,0 +1,66 @@
+/** runtime/crc32: the native CRC-32 where it loads, zlib's otherwise — the same values either way. */
+import * as zlib from 'node:zlib';
+import { seededRandom } from '../../runtime/clock';
+import { crc32, crc32Implementation } from '../../runtime/crc32';
+
+describe('crc32', () => {
+  it('uses the native implementation on this platform (its binary is installed with the package)', () => {
+    expect(crc32Implementation).toEqual({ implementation: 'native', reason: undefined });
+  });
+
+  it("gives zlib's CRC-32 for any bytes, offset and running value", () => {
+    const random = seededRandom(20261126);
+    const backing = new Uint8Array(3 * 1024 * 1024 + 64);
+    for (let i = 0; i < backing.length; i++) backing[i] = random.int(256);
+    const lengths = [1, 2, 3, 7, 8, 15, 16, 31, 64, 255, 560, 4096, 65_537, 3 * 1024 * 1024];
+    for (let i = 0; i < 200; i++) lengths.push(1 + random.int(100_000));
+    for (const length of lengths) {
+      const offset = random.int(64);
+      const view = backing.subarray(offset, offset + length);
+      const value = random.int(2) === 0 ? 0 : random.int(2 ** 32);
+      const got = { length, offset, value, crc: crc32(view, value) };
+      if (got.crc !== zlib.crc32(view, value)) expect(got).toEqual({ length, offset, value, crc: zlib.crc32(view, value) });
+    }
+    // Running over parts equals the whole.
+    const whole = backing.subarray(0, 1_000_003);
+    let running = 0;
+    for (let at = 0; at < whole.length; at += 99_991) running = crc32(whole.subarray(at, Math.min(whole.length, at + 99_991)), running);
+    expect(running).toBe(zlib.crc32(whole));
+    // The standard check value of CRC-32.
+    expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
+    // Views of other typed arrays' memory, and of a Buffer.
+    const floats = new Float32Array([1.5, -0, NaN, 3e38]);
+    expect(crc32(new Uint8Array(floats.buffer))).toBe(zlib.crc32(new Uint8Array(floats.buffer)));
+    expect(crc32(Buffer.from('walstream'))).toBe(zlib.crc32(Buffer.from('walstream')));
+  });
+
+  it("falls back to zlib's when the native one does not load, or when WALSTREAM_CRC32=zlib", () => {
+    jest.isolateModules(() => {
+      jest.doMock('@node-rs/crc32', () => {
+        throw new Error('no binary for this platform');
+      });
+      const m = require('../../runtime/crc32') as typeof import('../../runtime/crc32');
+      expect(m.crc32Implementation.implementation).toBe('zlib');
+      expect(m.crc32Implementation.reason).toContain('no binary for this platform');
+      expect(m.crc32).toBe(zlib.crc32);
+      jest.dontMock('@node-rs/crc32');
+    });
+    jest.isolateModules(() => {
+      jest.doMock('@node-rs/crc32', () => ({ crc32: () => 42 })); // a broken binary: disagrees on the probe
+      const m = require('../../runtime/crc32') as typeof import('../../runtime/crc32');
+      expect(m.crc32Implementation).toMatchObject({ implementation: 'zlib', reason: expect.stringContaining('disagrees') });
+      jest.dontMock('@node-rs/crc32');
+    });
+    const saved = process.env['WALSTREAM_CRC32'];
+    process.env['WALSTREAM_CRC32'] = 'zlib';
+    try {
+      jest.isolateModules(() => {
+        const m = require('../../runtime/crc32') as typeof import('../../runtime/crc32');
+        expect(m.crc32Implementation).toEqual({ implementation: 'zlib', reason: 'WALSTREAM_CRC32=zlib' });
+      });
+    } finally {
+      if (saved === undefined) delete process.env['WALSTREAM_CRC32'];
+      else process.env['WALSTREAM_CRC32'] = saved;
+    }
+  });
+});
