@@ -10,7 +10,7 @@ import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } f
 import { isFenced, isRetriable, toStreamingError } from '../../runtime/errors';
 import { createLogger, type Logger } from '../../runtime/logger';
 import type { FlushJob, FlushQueue } from './flush-queue';
-import type { FlushWorker } from './inline-flush-queue';
+import { defaultConcurrency, type FlushWorker } from './inline-flush-queue';
 
 export const FLUSH_QUEUE_NAME = 'walstream-flush';
 
@@ -98,7 +98,7 @@ export class BullMqFlushRunner {
       {
         connection: opts.connection,
         prefix: opts.prefix ?? 'walstream',
-        concurrency: opts.concurrency ?? 2,
+        concurrency: opts.concurrency ?? defaultConcurrency(flush),
         lockDuration: FLUSH_JOB_LOCK.lockDurationMs,
         stalledInterval: FLUSH_JOB_LOCK.stalledIntervalMs,
         maxStalledCount: FLUSH_JOB_LOCK.maxStalledCount,

@@ -40,6 +40,11 @@ export interface FlushFilesDeps {
   root: string;
   /** node:worker_threads threadId of the calling thread, reported in FlushFiles. */
   threadId: number;
+  /**
+   * Called once the segment is encoded, when what is left is checksumming and writing the files:
+   * from here on the job mostly waits on the store, and its thread may start encoding another.
+   */
+  onWriting?: () => void;
 }
 
 /**
@@ -56,7 +61,9 @@ export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Prom
   const collector = new SegmentRowCollector(job, segment);
   await readRange(deps.backend, job, collector);
   for (const d of collector.deletesOfInsertedKeys()) segment.addDelete(d);
-  const encoded = await writeSegmentData(deps.objects, await segment.finishData());
+  const data = await segment.finishData();
+  deps.onWriting?.();
+  const encoded = await writeSegmentData(deps.objects, data);
   segment.recycle(); // written: nothing refers to the batches any more
   const { inserts, deletes } = encoded.manifest.files;
   return {

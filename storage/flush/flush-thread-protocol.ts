@@ -40,6 +40,8 @@ export type ToThread =
   | { type: 'close' };
 
 export type FromThread =
+  /** The job's segment is encoded; its files are being checksummed and written (the thread may take another job). */
+  | { type: 'writing'; id: number }
   | { type: 'done'; id: number; files: FlushFiles }
   | { type: 'failed'; id: number; error: WireError };
 

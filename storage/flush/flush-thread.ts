@@ -3,8 +3,9 @@
  * It opens its own read-only WAL backend and its own object store from the settings in workerData
  * (on its first job, so a failure to open is that job's failure and the next job tries again),
  * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, checksum,
- * put the files and the manifest) one at a time, and answers with what the commit needs or the
- * error. The term check and the commit stay on the main thread, where the MetaStore is.
+ * put the files and the manifest) and answers with what the commit needs or the error. It tells
+ * the pool when a job's segment is encoded ('writing'): the pool may then send the next job, which
+ * encodes while the last one's files are written (two jobs at most, one of them encoding). The term check and the commit stay on the main thread, where the MetaStore is.
  *
  * Started as the thread's script when walstream runs compiled (dist/), or required by
  * flush-thread-entry.js when it runs from the TypeScript sources.
@@ -30,7 +31,8 @@ export function runFlushThread(): void {
   const { settings } = workerData as FlushThreadData;
   const logger = createLogger('flush.thread');
   let opened: Promise<Opened> | undefined;
-  let running: Promise<void> = Promise.resolve();
+  /** Jobs in progress: at most one encoding and one writing its files (the pool sends no more). */
+  const running = new Set<Promise<void>>();
   const post = (m: FromThread): void => port.postMessage(m);
 
   const open = (): Promise<Opened> => {
@@ -43,17 +45,20 @@ export function runFlushThread(): void {
 
   port.on('message', (m: ToThread) => {
     if (m.type === 'job') {
-      running = (async () => {
+      const job = (async () => {
         try {
           const { backend, objects } = await open();
-          post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId }) });
+          const onWriting = (): void => post({ type: 'writing', id: m.id });
+          post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId, onWriting }) });
         } catch (e) {
           post({ type: 'failed', id: m.id, error: errorToWire(e) });
         }
       })();
+      running.add(job);
+      void job.finally(() => running.delete(job));
     } else {
       void (async () => {
-        await running;
+        await Promise.all(running);
         const r = await opened?.catch(() => undefined);
         if (r) await Promise.allSettled([r.objects.close(), r.backend.close()]);
         process.exit(0); // ends this thread only; nothing is left to flush out

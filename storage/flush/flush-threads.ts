@@ -4,9 +4,13 @@
  * costs about half a second of CPU; on the main thread that is half a second during which the WAL
  * actors of the node append nothing, and a second core stays idle. Here it runs beside them.
  *
- * - Threads start lazily (the first job that finds no idle thread starts one, up to `threads`),
- *   are reused across jobs (each opens its WAL backend and object store once), and run one job at
- *   a time; jobs beyond the threads wait here in order.
+ * - Threads start lazily (the first job that finds no free thread starts one, up to `threads`)
+ *   and are reused across jobs (each opens its WAL backend and object store once).
+ * - A thread encodes one segment at a time and takes its next job as soon as the last one's
+ *   segment is encoded ('writing'): the next segment is read and encoded while the last one's
+ *   files are checksummed, written and synced, instead of the thread idling on the store's fsync
+ *   (JOBS_PER_THREAD jobs at most per thread; `jobsAtOnce` is what a queue should run at a time to
+ *   keep them busy). Jobs beyond that wait here in order.
  * - A thread that dies (crash, process.exit, terminate(), out of memory) fails its job with a
  *   retriable INNER error — the flush queue retries it — and is replaced by the next job.
  * - Errors keep their StreamingError code, retriable flag and details across the boundary
@@ -32,14 +36,29 @@ export interface FlushThreadPoolOptions {
   closeTimeoutMs?: number;
   /** How long a thread may take to close its backend and store and exit before it is terminated, in ms. Default 5000. */
   exitTimeoutMs?: number;
+  /**
+   * The script a thread runs. Default: flush-thread.js when compiled, flush-thread-entry.js from
+   * the sources. Another script must speak flush-thread-protocol.ts (tests drive the pool's
+   * scheduling with one whose jobs move on when told).
+   */
+  script?: string;
   logger?: Logger;
 }
+
+/**
+ * Jobs a thread holds at once: one encoding its segment, one writing its files. More would only
+ * make encodings share the thread (and hold more encoded segments in memory).
+ */
+export const JOBS_PER_THREAD = 2;
 
 /** A thread and what it runs. */
 interface Slot {
   readonly worker: Worker;
   readonly threadId: number;
-  task: Task | undefined;
+  /** Its jobs by id, in the order they were sent. */
+  readonly tasks: Map<number, Task>;
+  /** The job still encoding its segment, if any: the thread takes no other job until it writes. */
+  encoding: number | undefined;
   /** The 'error' event that came before the exit, if any. */
   error: Error | undefined;
   readonly exited: Promise<number>;
@@ -102,9 +121,14 @@ export class FlushThreadPool {
     return this.opts.threads;
   }
 
-  /** The threads running now: their threadId, whether a job is on them, and the Worker (status and tests). */
-  get live(): readonly { threadId: number; busy: boolean; worker: Worker }[] {
-    return [...this.slots].map((s) => ({ threadId: s.threadId, busy: s.task !== undefined, worker: s.worker }));
+  /** Jobs that keep every thread busy: a queue in front of the pool should run this many at a time. */
+  get jobsAtOnce(): number {
+    return this.opts.threads * JOBS_PER_THREAD;
+  }
+
+  /** The threads running now: their threadId, how many jobs are on them, and the Worker (status and tests). */
+  get live(): readonly { threadId: number; busy: boolean; jobs: number; worker: Worker }[] {
+    return [...this.slots].map((s) => ({ threadId: s.threadId, busy: s.tasks.size > 0, jobs: s.tasks.size, worker: s.worker }));
   }
 
   /** Runs the file step of `job` on a thread; resolves with what the commit needs. */
@@ -126,7 +150,7 @@ export class FlushThreadPool {
     this.closed = true;
     for (const t of this.waiting.splice(0)) t.reject(new StreamingError(ErrorCode.ON_SHUTDOWN, `flush threads closed before segment ${t.job.segmentId} of ${t.job.pchannel} started`));
     const deadline = performance.now() + this.closeTimeoutMs;
-    while ([...this.slots].some((s) => s.task !== undefined)) {
+    while ([...this.slots].some((s) => s.tasks.size > 0)) {
       const left = deadline - performance.now();
       if (left <= 0) break;
       await new Promise<void>((resolve) => {
@@ -143,8 +167,9 @@ export class FlushThreadPool {
   /** Asks an idle thread to close and exit (terminates it after exitTimeoutMs); terminates a busy one. */
   private async endThread(slot: Slot): Promise<void> {
     slot.worker.ref(); // an exiting thread holds the process until it is gone
-    if (slot.task !== undefined) {
-      this.logger.warn('ending a flush thread with a job still running', { threadId: slot.threadId, pchannel: slot.task.job.pchannel, segmentId: slot.task.job.segmentId });
+    if (slot.tasks.size > 0) {
+      const segments = [...slot.tasks.values()].map((t) => `${t.job.pchannel}/${t.job.segmentId}`);
+      this.logger.warn('ending a flush thread with jobs still running', { threadId: slot.threadId, segments });
       await slot.worker.terminate();
     } else {
       this.send(slot, { type: 'close' });
@@ -157,13 +182,15 @@ export class FlushThreadPool {
 
   private pump(): void {
     while (this.waiting.length > 0 && !this.closed) {
-      let slot = [...this.slots].find((s) => s.task === undefined);
-      if (slot === undefined) {
-        if (this.slots.size >= this.opts.threads) return;
-        slot = this.spawn();
-      }
+      const free = [...this.slots].filter((s) => s.encoding === undefined && s.tasks.size < JOBS_PER_THREAD);
+      // An idle thread first, then a new one, then one that is writing its last job's files.
+      let slot = free.find((s) => s.tasks.size === 0);
+      if (slot === undefined && this.slots.size < this.opts.threads) slot = this.spawn();
+      slot ??= free[0];
+      if (slot === undefined) return;
       const task = this.waiting.shift()!;
-      slot.task = task;
+      slot.tasks.set(task.id, task);
+      slot.encoding = task.id;
       slot.worker.ref();
       this.send(slot, { type: 'job', id: task.id, job: task.job });
     }
@@ -175,9 +202,9 @@ export class FlushThreadPool {
 
   private spawn(): Slot {
     const data: FlushThreadData = { settings: this.opts.settings };
-    const worker = new Worker(threadScript(), { workerData: data, execArgv: threadExecArgv() });
+    const worker = new Worker(this.opts.script ?? threadScript(), { workerData: data, execArgv: threadExecArgv() });
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
-    const slot: Slot = { worker, threadId: worker.threadId, task: undefined, error: undefined, exited };
+    const slot: Slot = { worker, threadId: worker.threadId, tasks: new Map(), encoding: undefined, error: undefined, exited };
     this.slots.add(slot);
     this.logger.debug('flush thread started', { threadId: slot.threadId, threads: this.slots.size });
     worker.on('message', (m: FromThread) => this.onMessage(slot, m));
@@ -190,13 +217,18 @@ export class FlushThreadPool {
   }
 
   private onMessage(slot: Slot, m: FromThread): void {
-    const task = slot.task;
-    if (task === undefined || task.id !== m.id) {
+    const task = slot.tasks.get(m.id);
+    if (task === undefined) {
       this.logger.warn('unexpected message from a flush thread', { threadId: slot.threadId, type: m.type, id: m.id });
       return;
     }
-    slot.task = undefined;
-    if (!this.closed) slot.worker.unref(); // idle: does not hold the process
+    if (slot.encoding === m.id) slot.encoding = undefined;
+    if (m.type === 'writing') {
+      this.pump();
+      return;
+    }
+    slot.tasks.delete(m.id);
+    if (slot.tasks.size === 0 && !this.closed) slot.worker.unref(); // idle: does not hold the process
     if (m.type === 'done') task.resolve(m.files);
     else task.reject(errorFromWire(m.error));
     this.afterTask();
@@ -204,15 +236,18 @@ export class FlushThreadPool {
 
   private onExit(slot: Slot, code: number): void {
     this.slots.delete(slot);
-    const task = slot.task;
-    slot.task = undefined;
-    if (task !== undefined) {
+    const tasks = [...slot.tasks.values()];
+    slot.tasks.clear();
+    slot.encoding = undefined;
+    if (tasks.length > 0) {
       const why = slot.error !== undefined ? `${slot.error.name}: ${slot.error.message}` : `it exited with code ${code}`;
-      if (this.closed) {
-        task.reject(new StreamingError(ErrorCode.ON_SHUTDOWN, `flush threads closed while segment ${task.job.segmentId} of ${task.job.pchannel} was flushing (${why})`, { details: { threadId: slot.threadId } }));
-      } else {
-        this.logger.warn('flush thread died with a job; the job fails retriably and the thread is replaced', { threadId: slot.threadId, pchannel: task.job.pchannel, segmentId: task.job.segmentId, reason: why });
-        task.reject(threadDiedError(slot.threadId, task.job, why));
+      for (const task of tasks) {
+        if (this.closed) {
+          task.reject(new StreamingError(ErrorCode.ON_SHUTDOWN, `flush threads closed while segment ${task.job.segmentId} of ${task.job.pchannel} was flushing (${why})`, { details: { threadId: slot.threadId } }));
+        } else {
+          this.logger.warn('flush thread died with a job; the job fails retriably and the thread is replaced', { threadId: slot.threadId, pchannel: task.job.pchannel, segmentId: task.job.segmentId, reason: why });
+          task.reject(threadDiedError(slot.threadId, task.job, why));
+        }
       }
       this.afterTask();
     } else if (!this.closed) {

@@ -60,6 +60,15 @@ export class SegmentFlushWorker implements FlushWorker {
     this.logger = deps.logger ?? createLogger('flush.worker');
   }
 
+  /**
+   * Jobs to run at a time: with threads, enough for each to encode one segment while it writes
+   * another's files (FlushThreadPool.jobsAtOnce); on this thread, 2 (one job's reads and puts
+   * overlap the other's encoding).
+   */
+  get concurrency(): number {
+    return this.deps.threads?.jobsAtOnce ?? 2;
+  }
+
   /** Flush threads in use, or undefined when the file step runs on this thread. */
   get threads(): FlushThreadPool | undefined {
     return this.deps.threads;

@@ -11,10 +11,17 @@ import type { FlushJob, FlushQueue } from './flush-queue';
 export interface FlushWorker {
   /** Writes the segment's files and commits it (CAS on the job's term). Idempotent. */
   process(job: FlushJob): Promise<void>;
+  /** Jobs it can usefully run at a time (what a queue runs unless told otherwise); 2 when it does not say. */
+  readonly concurrency?: number;
+}
+
+/** Jobs a queue runs at a time for `worker`, unless told otherwise. */
+export function defaultConcurrency(worker: FlushWorker): number {
+  return worker.concurrency ?? 2;
 }
 
 export interface InlineFlushQueueOptions {
-  /** Jobs run at once. Default 2. */
+  /** Jobs run at once. Default: what the worker asks for (defaultConcurrency). */
   concurrency?: number;
   /** Attempts per job before it is given up (it is resubmitted on the next open of its pchannel). Default 5. */
   attempts?: number;
@@ -42,7 +49,7 @@ export class InlineFlushQueue implements FlushQueue {
     private readonly clock: Clock,
     opts: InlineFlushQueueOptions = {},
   ) {
-    this.concurrency = opts.concurrency ?? 2;
+    this.concurrency = opts.concurrency ?? defaultConcurrency(worker);
     this.attempts = opts.attempts ?? 5;
     this.backoffMs = opts.backoffMs ?? 100;
     this.logger = opts.logger ?? createLogger('flush');

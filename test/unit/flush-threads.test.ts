@@ -319,6 +319,91 @@ describe('flush threads, local WAL and local object store', () => {
   });
 });
 
+describe('FlushThreadPool scheduling (a scripted thread whose jobs move on when the test says)', () => {
+  const script = path.join(__dirname, '..', 'support', 'scripted-flush-thread.js');
+  const settings: FlushThreadSettings = { wal: { kind: 'local', dir: '/nonexistent' }, objects: loadConfig({ flags: {} }).objectStore, root: ROOT };
+  const job = (segmentId: number): FlushJob => ({ pchannel: PCHANNEL, term: 1, segmentId, vchannel: V, collectionId: 1, partitionId: 10, schema: SCHEMA, fromId: '', toId: '', toTimetick: '0' });
+  const step = (pool: FlushThreadPool, threadId: number, segmentId: number, what: 'writing' | 'done' | 'fail'): void => {
+    pool.live.find((t) => t.threadId === threadId)!.worker.postMessage({ type: 'step', segmentId, step: what });
+  };
+  const jobsOn = (pool: FlushThreadPool): number[] => pool.live.map((t) => t.jobs);
+  let pool: FlushThreadPool | undefined;
+  afterEach(async () => {
+    await pool?.close();
+    pool = undefined;
+  });
+
+  it('a thread takes its next job once the last one is writing its files, two at most, in order', async () => {
+    pool = new FlushThreadPool({ settings, threads: 1, script });
+    expect(pool.jobsAtOnce).toBe(2);
+    const results: number[] = [];
+    const runs = [1, 2, 3].map((id) =>
+      pool!.run(job(id)).then((f) => {
+        results.push(id);
+        return f;
+      }),
+    );
+    await eventually(() => jobsOn(pool!)[0] === 1, 10_000, 'first job on the thread');
+    const t = pool.live[0]!.threadId;
+    expect(jobsOn(pool)).toEqual([1]); // segment 1 encodes: 2 and 3 wait
+
+    step(pool, t, 1, 'writing');
+    await eventually(() => jobsOn(pool!)[0] === 2, 10_000, 'second job beside the writing one');
+    expect(jobsOn(pool)).toEqual([2]); // 2 encodes beside 1 writing; 3 waits (one encoding at a time)
+
+    step(pool, t, 1, 'done');
+    const first = await runs[0]!;
+    expect(first.threadId).toBe(t);
+    expect(results).toEqual([1]);
+    expect(jobsOn(pool)).toEqual([1]); // 2 still encodes: 3 still waits
+
+    step(pool, t, 2, 'writing');
+    await eventually(() => jobsOn(pool!)[0] === 2, 10_000, 'third job');
+    step(pool, t, 3, 'done'); // finishes before 2: each job is answered on its own
+    await runs[2];
+    step(pool, t, 2, 'fail');
+    await expect(runs[1]).rejects.toThrow('segment 2 failed as told');
+    expect(results).toEqual([1, 3]);
+    expect(jobsOn(pool)).toEqual([0]);
+  });
+
+  it('puts a job on an idle or a new thread before one that is writing', async () => {
+    pool = new FlushThreadPool({ settings, threads: 2, script });
+    const one = pool.run(job(1));
+    await eventually(() => jobsOn(pool!).length === 1 && jobsOn(pool!)[0] === 1, 10_000, 'first thread');
+    const first = pool.live[0]!.threadId;
+    step(pool, first, 1, 'writing');
+    const two = pool.run(job(2));
+    await eventually(() => pool!.live.length === 2 && pool!.live.every((t) => t.jobs === 1), 10_000, 'a second thread for the second job');
+    const second = pool.live.find((t) => t.threadId !== first)!.threadId;
+    const three = pool.run(job(3)); // no idle thread, none to start: beside segment 1, which writes
+    await eventually(() => pool!.live.find((t) => t.threadId === first)!.jobs === 2, 10_000, 'third job beside the writing one');
+    step(pool, first, 1, 'done');
+    step(pool, second, 2, 'done');
+    step(pool, first, 3, 'done');
+    expect((await Promise.all([one, two, three])).map((f) => f.threadId)).toEqual([first, second, first]);
+  });
+
+  it('a thread that dies fails every job it held, retriably, and the next job gets a new thread', async () => {
+    pool = new FlushThreadPool({ settings, threads: 1, script });
+    const runs = [1, 2].map((id) => pool!.run(job(id)).then(() => undefined, (e: unknown) => e));
+    await eventually(() => jobsOn(pool!)[0] === 1, 10_000, 'first job');
+    const dead = pool.live[0]!;
+    step(pool, dead.threadId, 1, 'writing');
+    await eventually(() => jobsOn(pool!)[0] === 2, 10_000, 'both jobs on the thread');
+    await dead.worker.terminate();
+    for (const e of await Promise.all(runs)) {
+      expect(e).toBeInstanceOf(StreamingError);
+      expect(isRetriable(e as StreamingError)).toBe(true);
+      expect((e as Error).message).toContain(`flush thread ${dead.threadId} died`);
+    }
+    const again = pool.run(job(1));
+    await eventually(() => pool!.live.length === 1 && pool!.live[0]!.threadId !== dead.threadId && pool!.live[0]!.jobs === 1, 10_000, 'a new thread');
+    step(pool, pool.live[0]!.threadId, 1, 'done');
+    expect((await again).threadId).not.toBe(dead.threadId);
+  });
+});
+
 describe('flush threads in cluster mode: BullMQ runner, Redis Streams WAL and S3 (s3rver) from the thread', () => {
   test('a job queued on BullMQ is flushed on a thread from the Redis WAL into S3 and committed at its term', async () => {
     const prefix = `walstream-test-${randomUUID().slice(0, 8)}`;
