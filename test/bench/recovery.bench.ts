@@ -7,9 +7,9 @@
  * - Replay: the rate at which a new owner recovers the whole tail (no checkpoint) on the local
  *   backend, beside a bare read of the same entries (no decoding) in the same run.
  * - Flush: the k sealed segments go through the real flush path of standalone, an InlineFlushQueue
- *   (default concurrency: 2 jobs at a time, so the WAL read and encoding of one segment overlap the
- *   puts of another) running the SegmentFlushWorker that createFlushWorker builds from the
- *   configuration (read the WAL range, encode Arrow, checksums, put the files and the manifest on
+ *   (at the worker's default concurrency: two jobs per flush thread, so that a thread encodes one
+ *   segment while another's files are written; 2 on the main thread) running the
+ *   SegmentFlushWorker that createFlushWorker builds from the configuration (read the WAL range, encode Arrow, checksums, put the files and the manifest on
  *   a flush thread, commit at the term on the main thread), once with the default flush.threads (2)
  *   and once with flush.threads = 0 (everything on the main thread, as before flush threads). Each
  *   worker flushes the segments twice: first as a node's first flushes (its threads start with the
