@@ -167,9 +167,10 @@ export interface FlushConfig {
   queue: FlushQueueKind;
   /**
    * Threads (node:worker_threads) that run the CPU-heavy part of flush jobs (read the WAL range,
-   * encode the Arrow files, hash and put them), off the event loop of the WALs; 0 runs it on the
-   * main thread. With wal.backend memory it always runs on the main thread (that log exists only there).
-   * Default 2 (the flush queues run 2 jobs at a time).
+   * encode the Arrow files, checksum and put them), off the event loop of the WALs; 0 runs it on
+   * the main thread. With wal.backend memory it always runs on the main thread (that log exists
+   * only there). Default 2 (one per core of a small machine); the flush queues run two jobs per
+   * thread at a time (one encoding while the other's files are written), 2 on the main thread.
    */
   threads: number;
 }

@@ -34,7 +34,7 @@ export interface FlushThreadData {
 }
 
 export type ToThread =
-  /** Run the file step of `job`; answered by `done` or `failed` with the same id. */
+  /** Run the file step of `job`; answered by `done` or `failed` with the same id, maybe after `writing`. */
   | { type: 'job'; id: number; job: FlushJob }
   /** Close the backend and the store, then exit (code 0). */
   | { type: 'close' };

@@ -11,8 +11,9 @@
  *   files are checksummed, written and synced, instead of the thread idling on the store's fsync
  *   (JOBS_PER_THREAD jobs at most per thread; `jobsAtOnce` is what a queue should run at a time to
  *   keep them busy). Jobs beyond that wait here in order.
- * - A thread that dies (crash, process.exit, terminate(), out of memory) fails its job with a
- *   retriable INNER error — the flush queue retries it — and is replaced by the next job.
+ * - A thread that dies (crash, process.exit, terminate(), out of memory) fails the jobs it held
+ *   (up to two) with a retriable INNER error — the flush queue retries them — and is replaced by
+ *   the next job.
  * - Errors keep their StreamingError code, retriable flag and details across the boundary
  *   (flush-thread-protocol.ts), so a fenced or invalid job is treated as it would be in-thread.
  * - close() refuses new jobs (ON_SHUTDOWN), fails the ones still waiting, lets running ones finish

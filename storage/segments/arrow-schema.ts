@@ -13,10 +13,17 @@ import * as arrow from 'apache-arrow';
 import { assertNever, invalidArgument } from '../../runtime/errors';
 import type { CollectionSchema, FieldSchema, FieldType } from '../../runtime/message/types';
 import type { SegmentRef } from './layout';
-import { SEGMENT_FORMAT_VERSION } from './manifest';
 
 /** Name of the per-row timetick column in both tables (reserved: no schema field may use it). */
 export const TIMETICK_COLUMN = '_timetick';
+
+/**
+ * Version of the Arrow tables' layout, written as `walstream.formatVersion` in their schema
+ * metadata. Segment format 2 changed the manifest's checksum only, not the tables: both formats
+ * write these files byte for byte the same, so a format-1 manifest stands for format-2 files of the
+ * same rows (see manifestInStore in segment-writer.ts).
+ */
+export const ARROW_LAYOUT_VERSION = 1;
 
 export const ArrowMetadataKey = {
   TYPE: 'walstream.type',
@@ -85,7 +92,7 @@ export function arrowSchemaOf(table: SegmentTable, schema: CollectionSchema, ref
     fields,
     new Map([
       [ArrowMetadataKey.TABLE, table],
-      [ArrowMetadataKey.FORMAT_VERSION, String(SEGMENT_FORMAT_VERSION)],
+      [ArrowMetadataKey.FORMAT_VERSION, String(ARROW_LAYOUT_VERSION)],
       [ArrowMetadataKey.COLLECTION_ID, String(ref.collectionId)],
       [ArrowMetadataKey.PARTITION_ID, String(ref.partitionId)],
       [ArrowMetadataKey.SEGMENT_ID, String(ref.segmentId)],

@@ -100,8 +100,7 @@ function newChecksum(algorithm: ChecksumAlgorithm): RunningChecksum {
   let value = 0;
   return {
     update(part) {
-      // zlib's crc32 of an empty view is 0 whatever the running value: an empty part changes nothing.
-      if (part.byteLength > 0) value = crc32(part, value);
+      value = crc32(part, value);
     },
     hex: () => value.toString(16).padStart(8, '0'),
   };

@@ -335,32 +335,36 @@ export async function writeSegmentData(store: ObjectStore, data: SegmentData): P
   const checksummed = async (): Promise<SegmentManifest> =>
     manifestWith(data, { inserts: await checksumYielding(algorithm, data.inserts), deletes: await checksumYielding(algorithm, data.deletes) });
   if ((await store.head(paths.manifest)) !== undefined) {
-    return { manifest: await manifestInStore(store, paths.manifest, await checksummed()), paths };
+    return { manifest: await manifestInStore(store, paths.manifest, await checksummed(), data), paths };
   }
   const puts = Promise.all([store.put(paths.inserts, data.inserts), store.put(paths.deletes, data.deletes)]);
   puts.catch(() => undefined); // awaited below; a failure while checksumming must not count as unhandled
   const manifest = await checksummed();
   await puts;
-  return { manifest: await putManifest(store, paths.manifest, manifest), paths };
+  return { manifest: await putManifest(store, paths.manifest, manifest, data), paths };
 }
 
 /** Puts the manifest create-only; when one is there already, what manifestInStore says of it. */
-async function putManifest(store: ObjectStore, key: string, manifest: SegmentManifest): Promise<SegmentManifest> {
+async function putManifest(store: ObjectStore, key: string, manifest: SegmentManifest, data: SegmentData): Promise<SegmentManifest> {
   try {
     await store.put(key, encodeManifest(manifest), { ifAbsent: true });
     return manifest;
   } catch (e) {
     if (!isObjectAlreadyExists(e)) throw e;
-    return manifestInStore(store, key, manifest);
+    return manifestInStore(store, key, manifest, data);
   }
 }
 
 /**
  * The manifest stored under `key` when it stands for `manifest`: the same bytes, or a complete
- * segment written by an earlier format version with the same rows (its files, written before it,
- * are left as they are: the reader reads that version). Anything else is a SegmentConflictError.
+ * segment written by an earlier format version with the same rows whose checksums are those of
+ * this segment's files (`data`). The data files of both formats are the same bytes (the Arrow
+ * layout did not change, ARROW_LAYOUT_VERSION), so whichever writer put them last, the stored
+ * manifest describes what is in the store; its checksums are checked against these bytes all the
+ * same, so that a manifest is never kept over files it does not describe. Anything else is a
+ * SegmentConflictError.
  */
-async function manifestInStore(store: ObjectStore, key: string, manifest: SegmentManifest): Promise<SegmentManifest> {
+async function manifestInStore(store: ObjectStore, key: string, manifest: SegmentManifest, data: SegmentData): Promise<SegmentManifest> {
   const stored = await store.get(key);
   const ours = encodeManifest(manifest);
   if (Buffer.from(stored).equals(Buffer.from(ours.buffer, ours.byteOffset, ours.byteLength))) return manifest;
@@ -370,8 +374,12 @@ async function manifestInStore(store: ObjectStore, key: string, manifest: Segmen
   } catch {
     throw new SegmentConflictError(key);
   }
-  if (earlier.formatVersion < manifest.formatVersion && sameRows(earlier, manifest)) return earlier;
-  throw new SegmentConflictError(key);
+  if (earlier.formatVersion >= manifest.formatVersion || !sameRows(earlier, manifest)) throw new SegmentConflictError(key);
+  for (const file of ['inserts', 'deletes'] as const) {
+    const info = earlier.files[file];
+    if (info.bytes !== manifest.files[file].bytes || (await checksumYielding(info.checksum.algorithm, data[file])).value !== info.checksum.value) throw new SegmentConflictError(key);
+  }
+  return earlier;
 }
 
 /** Whether two manifests describe the same rows of the same segment (whatever their format). */

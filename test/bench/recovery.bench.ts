@@ -305,11 +305,9 @@ export async function runRecoveryBench(): Promise<void> {
       { what: 'replay (decode + recovery state)', rate: `${fmt(replayRate)} msg/s`, ratio: fmt(replayRate / bareRate, 2) },
     ];
     const flushRows: Row[] = [];
-    let concurrency = 0;
     let written = 0;
     let objectCount = 0;
     const report = (store: string, res: StoreResult): void => {
-      concurrency = res.concurrency;
       written = res.running.written;
       objectCount = res.running.objects;
       const on = res.threads === 0 ? 'main thread' : `${res.threads} flush threads`;
@@ -320,6 +318,7 @@ export async function runRecoveryBench(): Promise<void> {
         flushRows.push({
           store,
           'flush on': on,
+          'at a time': res.concurrency,
           pass,
           flush: `${fmt(p.written / MB / p.flushSec, 1)} MB/s`,
           'raw puts': `${fmt(p.written / MB / p.rawSec, 1)} MB/s`,
@@ -370,7 +369,7 @@ export async function runRecoveryBench(): Promise<void> {
     const maxMiB = DEFAULT_SEGMENT_LIMITS.maxBytes / MB;
     printTable(`Recovery: replay of a ${fmt(r.replayed)}-message tail (local backend), beside a bare read of the same entries`, rows);
     printTable(
-      `Flush of its ${k} segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows: read ${fmt(bytes / MB, 0)} MB of WAL, encode Arrow, put ${fmt(written / MB, 0)} MB in ${objectCount} objects) through the inline flush queue (${concurrency} jobs at a time), twice on one worker, each pass beside raw puts of the same objects ${concurrency} at a time into the same store`,
+      `Flush of its ${k} segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows: read ${fmt(bytes / MB, 0)} MB of WAL, encode Arrow, put ${fmt(written / MB, 0)} MB in ${objectCount} objects) through the inline flush queue at its default concurrency (jobs at a time), twice on one worker, each pass beside raw puts of the same objects as many at a time into the same store`,
       flushRows,
     );
   } finally {

@@ -26,6 +26,10 @@ describe('crc32', () => {
     let running = 0;
     for (let at = 0; at < whole.length; at += 99_991) running = crc32(whole.subarray(at, Math.min(whole.length, at + 99_991)), running);
     expect(running).toBe(zlib.crc32(whole));
+    // Empty data leaves the running value as it is, with or without memory behind the view.
+    for (const empty of [new Uint8Array(0), new Uint8Array(new ArrayBuffer(0)), backing.subarray(5, 5), Buffer.alloc(0)]) {
+      expect([crc32(empty), crc32(empty, 123), crc32(empty, 0xfedcba98)]).toEqual([0, 123, 0xfedcba98]);
+    }
     // The standard check value of CRC-32.
     expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
     // Views of other typed arrays' memory, and of a Buffer.
@@ -42,7 +46,10 @@ describe('crc32', () => {
       const m = require('../../runtime/crc32') as typeof import('../../runtime/crc32');
       expect(m.crc32Implementation.implementation).toBe('zlib');
       expect(m.crc32Implementation.reason).toContain('no binary for this platform');
-      expect(m.crc32).toBe(zlib.crc32);
+      const bytes = new TextEncoder().encode('123456789');
+      expect(m.crc32(bytes)).toBe(0xcbf43926);
+      expect(m.crc32(bytes, 77)).toBe(zlib.crc32(bytes, 77));
+      expect(m.crc32(new Uint8Array(new ArrayBuffer(0)), 123)).toBe(123); // where zlib's own answers 0
       jest.dontMock('@node-rs/crc32');
     });
     jest.isolateModules(() => {

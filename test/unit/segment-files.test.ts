@@ -13,6 +13,7 @@ import { ErrorCode } from '../../runtime/errors';
 import type { CollectionSchema, Column, PrimaryKeys } from '../../runtime/message/types';
 import { composeTimetick } from '../../runtime/message/timetick';
 import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
+import type { ObjectStore } from '../../storage/objects/object-store';
 import { ObjectNotFoundError } from '../../storage/objects/errors';
 import { SegmentConflictError, SegmentCorruptError, SegmentCorruptReason } from '../../storage/segments/errors';
 import { segmentFilePaths } from '../../storage/segments/layout';
@@ -566,22 +567,36 @@ describe(`segment files (seed ${SEED})`, () => {
         details: { file: 'inserts.arrow', algorithm: 'sha256', expected: v1.files.inserts.checksum.value },
       });
 
-      // Stored as format 1: a retried flush of the same rows keeps that segment (files untouched) …
-      for (const [k, v] of encoded.files) await store.put(k, k === encoded.paths.manifest ? v1Bytes : v);
-      const marker = new Uint8Array([1, 2, 3]); // stands for the earlier writer's bytes of the inserts file
-      await store.put(encoded.paths.inserts, marker);
+      // Both formats write the same data files (the Arrow layout version stays 1) …
+      expect(tableFromIPC(files.inserts).schema.metadata.get('walstream.formatVersion')).toBe('1');
       const data = async () => {
-        const segment = new SegmentEncoder(input, { root: 'segments' });
+        const segment = new SegmentEncoder(input, { root: 'segments', maxRowsPerBatch: 128 }); // as `encoded`
         for (const batch of input.inserts) segment.addInsert(batch);
         for (const d of input.deletes) segment.addDelete(d);
         return segment.finishData();
       };
-      expect((await writeSegmentData(store, await data())).manifest).toEqual(v1);
-      expect(Buffer.from(await store.get(encoded.paths.manifest)).equals(Buffer.from(v1Bytes))).toBe(true);
-      expect(Buffer.from(await store.get(encoded.paths.inserts)).equals(Buffer.from(marker))).toBe(true);
-      // … but a format 1 manifest of other rows is a conflict.
+      const storeWith = (overrides: Partial<ObjectStore>): ObjectStore => Object.assign(Object.create(store) as ObjectStore, overrides);
+      const putKeys: string[] = [];
+      const counting = storeWith({ put: (key, bytes, opts) => (putKeys.push(key), store.put(key, bytes, opts)) });
+      // … so a retried flush of the same rows over a complete format-1 segment keeps it and writes nothing,
+      for (const [k, v] of encoded.files) await store.put(k, k === encoded.paths.manifest ? v1Bytes : v);
+      expect((await writeSegmentData(counting, await data())).manifest).toEqual(v1);
+      expect(putKeys).toEqual([]);
+      expect((await readSegment(store, REF, { root: 'segments' })).manifest).toEqual(v1);
+      // and one that wrote its files before the format-1 manifest appeared (an older writer that
+      // finished in between) keeps that manifest, which describes the files now in the store.
+      const late = storeWith({ head: () => Promise.resolve(undefined) });
+      expect((await writeSegmentData(late, await data())).manifest).toEqual(v1);
+      const afterLate = await readSegment(store, REF, { root: 'segments' });
+      expect(afterLate.manifest).toEqual(v1);
+      expect(afterLate.inserts.rows).toBe(1000);
+      // A format-1 manifest of other rows, or whose checksums are not those of these files, is a conflict.
       await store.put(encoded.paths.manifest, encodeManifest({ ...v1, files: { ...v1.files, deletes: { ...v1.files.deletes, rows: 43 } } }));
       expect(await caught(writeSegmentData(store, await data()))).toBeInstanceOf(SegmentConflictError);
+      const otherSum = { algorithm: 'sha256' as const, value: 'ab'.repeat(32) };
+      await store.put(encoded.paths.manifest, encodeManifest({ ...v1, files: { ...v1.files, inserts: { ...v1.files.inserts, checksum: otherSum } } }));
+      expect(await caught(writeSegmentData(store, await data()))).toBeInstanceOf(SegmentConflictError);
+      expect(await caught(writeSegmentData(late, await data()))).toBeInstanceOf(SegmentConflictError);
     });
 
     it('refuses a manifest stored under another segment', async () => {

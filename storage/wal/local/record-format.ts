@@ -49,8 +49,7 @@ export function encodeRecordsInto(buf: Buffer, at: number, records: readonly Uin
  */
 function recordCrc(buf: Buffer, at: number, payload: Uint8Array): number {
   const seed = lengthFieldCrc(buf, at);
-  // Not for an empty payload: zlib's crc32 of an array without memory is 0, not the seed.
-  return payload.length === 0 ? seed : crc32(payload, seed);
+  return crc32(payload, seed);
 }
 
 const CRC_TABLE = ((): Int32Array => {
