@@ -427,7 +427,7 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
           unit: COUNT,
           note: '0 = on the main thread',
           default: 2,
-          doc: 'Threads (node:worker_threads) that run the CPU-heavy part of flush jobs (read the WAL range, encode the Arrow files, hash and put them), off the event loop of the WALs; 0 runs it on the main thread. With wal.backend memory it always runs on the main thread (that log exists only there).',
+          doc: 'Threads (node:worker_threads) that run the CPU-heavy part of flush jobs (read the WAL range, encode the Arrow files, checksum and put them), off the event loop of the WALs; 0 runs it on the main thread. With wal.backend memory it always runs on the main thread (that log exists only there).',
         },
       },
     },
