@@ -5,7 +5,8 @@
  * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, checksum,
  * put the files and the manifest) and answers with what the commit needs or the error. It tells
  * the pool when a job's segment is encoded ('writing'): the pool may then send the next job, which
- * encodes while the last one's files are written (two jobs at most, one of them encoding). The term check and the commit stay on the main thread, where the MetaStore is.
+ * encodes while the last one's files are written (two jobs at most, one of them encoding). The
+ * term check and the commit stay on the main thread, where the MetaStore is.
  *
  * Started as the thread's script when walstream runs compiled (dist/), or required by
  * flush-thread-entry.js when it runs from the TypeScript sources.

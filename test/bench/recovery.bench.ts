@@ -41,7 +41,7 @@ import type { ObjectStore } from '../../storage/objects/object-store';
 import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
 import { S3ObjectStore } from '../../storage/objects/s3/s3-object-store';
 import type { FlushedSegment } from '../../storage/flush/flush-worker';
-import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
+import { InlineFlushQueue, defaultConcurrency } from '../../storage/flush/inline-flush-queue';
 import { createFlushWorker } from '../../storage/flush/from-config';
 import { loadConfig } from '../../config/load';
 import type { WalstreamConfig } from '../../config/schema';
@@ -193,7 +193,7 @@ interface StoreResult {
 async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
   const worker = createFlushWorker(config, { backend, objects, meta, logger });
   const queue = new InlineFlushQueue(worker, systemClock, { logger });
-  const concurrency = queue['concurrency']; // the default, as standalone runs it
+  const concurrency = defaultConcurrency(worker); // what the queue runs at, as standalone runs it
   try {
     const first = await flushPass(queue, objects, meta, segments, concurrency);
     const running = await flushPass(queue, objects, meta, segments, concurrency);

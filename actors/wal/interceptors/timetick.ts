@@ -56,7 +56,8 @@ export class TimetickInterceptor implements Interceptor {
       await tso.refill();
       tt = tso.tryAllocate();
     }
-    return new Promise<AppendResult>((resolve, reject) => this.stamped(msg, next, (o) => (o.ok ? resolve(o.value) : reject(o.error)), tt));
+    const stampedTt = tt;
+    return appendAsync((m, done) => this.stamped(m, next, done, stampedTt), msg);
   }
 
   /** Stamps the allocated timetick and passes on in the same turn. */
