@@ -567,31 +567,35 @@ function open(bytes: Uint8Array, verified = false): Opened {
   // Not `instanceof Uint8Array`: that fails for arrays from another realm (vm context, worker).
   if (!ArrayBuffer.isView(bytes) || (bytes as Partial<Uint8Array>).BYTES_PER_ELEMENT !== 1) throw decodeError('not a byte array');
   const len = bytes.length;
-  if (len < 2) throw decodeError('truncated', { size: len });
-  if (bytes[0] !== MESSAGE_MAGIC) throw decodeError('bad magic', { magic: bytes[0] });
-  if (bytes[1] !== CODEC_VERSION) throw decodeError('unsupported version', { version: bytes[1], supported: CODEC_VERSION });
-  if (len < ENVELOPE_BYTES) throw decodeError('truncated', { size: len });
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, len);
   const view = new DataView(buf.buffer, buf.byteOffset, len);
-  const headerLength = view.getUint32(OFF_HEADER_LEN, true);
-  const bodyLength = view.getUint32(OFF_BODY_LEN, true);
-  const expected = ENVELOPE_BYTES + headerLength + bodyLength;
-  if (expected !== len) throw decodeError(expected > len ? 'truncated' : 'trailing bytes', { size: len, expected });
-  const headerEnd = ENVELOPE_BYTES + headerLength;
-  if (!verified && crc32(sliceView(buf, OFF_TYPE, headerEnd - OFF_TYPE)) !== view.getUint32(OFF_CRC, true)) throw decodeError('header checksum mismatch');
-  const code = view.getUint16(OFF_TYPE, true);
-  const type = TYPE_BY_CODE.get(code);
-  if (type === undefined) throw decodeError('unknown message type', { code });
-  const flags = view.getUint16(OFF_TYPE + 2, true);
-  if ((flags & ~KNOWN_FLAGS) !== 0) throw decodeError('unknown flags', { flags });
-  return { buf, view, type, flags, headerEnd, bodyLength, verified };
+  const code = checkEnvelope(buf, view, 0, len, verified);
+  return { buf, view, type: TYPE_BY_CODE.get(code)!, flags: view.getUint16(OFF_TYPE + 2, true), headerEnd: ENVELOPE_BYTES + view.getUint32(OFF_HEADER_LEN, true), bodyLength: view.getUint32(OFF_BODY_LEN, true), verified };
 }
 
 /**
- * Reads the header section (and, with `withBody`, the body) into a message. Every decoded message
- * has the same property order: type, vchannel, timetick, lastConfirmedId, term, header, body, then
- * txn and idempotencyKey when present.
+ * Checks the envelope of the message in the `len` bytes at `at` of `buf` (`view` covers all of
+ * `buf`): magic, version, lengths, the header checksum (unless `verified`), a known type and known
+ * flags. Returns the type code. Used by open and MessageScanner alike.
  */
+function checkEnvelope(buf: Buffer, view: DataView, at: number, len: number, verified: boolean): number {
+  if (len < 2) throw decodeError('truncated', { size: len });
+  if (buf[at] !== MESSAGE_MAGIC) throw decodeError('bad magic', { magic: buf[at] });
+  if (buf[at + 1] !== CODEC_VERSION) throw decodeError('unsupported version', { version: buf[at + 1], supported: CODEC_VERSION });
+  if (len < ENVELOPE_BYTES) throw decodeError('truncated', { size: len });
+  const headerLength = view.getUint32(at + OFF_HEADER_LEN, true);
+  const bodyLength = view.getUint32(at + OFF_BODY_LEN, true);
+  const expected = ENVELOPE_BYTES + headerLength + bodyLength;
+  if (expected !== len) throw decodeError(expected > len ? 'truncated' : 'trailing bytes', { size: len, expected });
+  const headerEnd = ENVELOPE_BYTES + headerLength;
+  if (!verified && crc32(sliceView(buf, at + OFF_TYPE, headerEnd - OFF_TYPE)) !== view.getUint32(at + OFF_CRC, true)) throw decodeError('header checksum mismatch');
+  const code = view.getUint16(at + OFF_TYPE, true);
+  if (!TYPE_BY_CODE.has(code)) throw decodeError('unknown message type', { code });
+  const flags = view.getUint16(at + OFF_TYPE + 2, true);
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw decodeError('unknown flags', { flags });
+  return code;
+}
+
 function readMessage(o: Opened, withBody: true): Message;
 function readMessage(o: Opened, withBody: false): MessageHeader;
 function readMessage(o: Opened, withBody: boolean): Message | MessageHeader {
@@ -866,25 +870,6 @@ export function toLogMessage(entry: LogEntry): LogMessage {
 // ---------------------------------------------------------------- lazy bodies
 
 /**
- * One column of an encoded Insert body as views of the message's bytes: nothing is decoded or
- * copied, for readers that move rows elsewhere without looking at them (the flush worker copies
- * them into Arrow buffers). `values` is in the wire layout, which is also Arrow's: little-endian
- * int32, int64, float32 and float64 values; one byte 0 or 1 per bool; rows × dim float32 for a
- * vector; for varchar and json every row's UTF-8 bytes back to back (json: the JSON text), with
- * each row's byte length in `lengths`. The views alias the message: valid while it is unchanged.
- */
-export interface EncodedColumn {
-  name: string;
-  type: FieldType;
-  rows: number;
-  /** floatVector: the dimension; 0 for the other types. */
-  dim: number;
-  values: Uint8Array;
-  /** varchar and json: one u32 LE byte length per row; empty for the other types. */
-  lengths: Uint8Array;
-}
-
-/**
  * A message whose envelope and header are checked and decoded and whose body is not read yet:
  * a reader that looks at every header but needs few bodies pays for the body (its checksum
  * included) only when it asks for it.
@@ -894,15 +879,7 @@ export interface LazyMessage {
   readonly header: MessageHeader;
   /** Verifies the body's checksum and decodes it: `{ ...header, body: body() }` is what decodeMessage returns. */
   body(): Message['body'];
-  /**
-   * An Insert's columns as views (see EncodedColumn), after the same checks as decodeMessage
-   * (checksum, structure, bool bytes, int64 range, JSON text). MessageDecodeError for another type.
-   */
-  insertColumns(): EncodedColumn[];
 }
-
-const FIELD_TYPE_BY_CODE = new Map<number, FieldType>(Object.entries(FieldTypeCode).map(([type, code]) => [code, type as FieldType]));
-const NO_BYTES = new Uint8Array(0);
 
 class OpenedLazyMessage implements LazyMessage {
   constructor(
@@ -913,20 +890,6 @@ class OpenedLazyMessage implements LazyMessage {
   body(): Message['body'] {
     try {
       return readBody(this.opened);
-    } catch (e) {
-      throw asDecodeError(e);
-    }
-  }
-
-  insertColumns(): EncodedColumn[] {
-    const o = this.opened;
-    try {
-      if (o.type !== 'Insert') throw decodeError('not an Insert', { type: o.type });
-      verifyBody(o);
-      const r = new ByteReader(o.buf, o.view, o.headerEnd, o.headerEnd + o.bodyLength);
-      const columns = readColumnViews(r);
-      if (r.remaining !== 0) throw decodeError('malformed body', { trailing: r.remaining });
-      return columns;
     } catch (e) {
       throw asDecodeError(e);
     }
@@ -943,71 +906,264 @@ export function decodeLazily(bytes: Uint8Array, opts?: DecodeOptions): LazyMessa
   }
 }
 
-/** A view of the next `n` bytes. */
-function takeView(r: ByteReader, n: number): Uint8Array {
-  r.need(n);
-  const v = sliceView(r.buf, r.pos, n);
-  r.pos += n;
-  return v;
+// ---------------------------------------------------------------- scanning
+
+const FIELD_TYPE_BY_CODE = new Map<number, FieldType>(Object.entries(FieldTypeCode).map(([type, code]) => [code, type as FieldType]));
+const NO_BUFFER = Buffer.alloc(0);
+
+/**
+ * Where the columns of one Insert body lie in its message's bytes (MessageScanner.scanInsertColumns):
+ * nothing is decoded or copied, for readers that move rows elsewhere without looking at them (the
+ * flush worker copies them into Arrow buffers). Column i's values are `bytes[valuesAt[i],
+ * valuesAt[i] + valuesLength[i])`, in the wire layout, which is also Arrow's: little-endian int32,
+ * int64, float32 and float64 values; one byte 0 or 1 per bool; rows × dim float32 for a vector;
+ * for varchar and json every row's UTF-8 bytes back to back (json: the JSON text), each row's byte
+ * length a u32 LE at `lengthsAt[i] + 4 × row`. Offsets are into `bytes`, which is the whole memory
+ * the scanned message lies in: valid while that memory is unchanged, and until the next scan.
+ */
+export class InsertColumns {
+  bytes: Buffer = NO_BUFFER;
+  /** Columns of the insert. */
+  count = 0;
+  readonly type: FieldType[] = [];
+  readonly rows: number[] = [];
+  /** floatVector: the dimension; 0 for the other types. */
+  readonly dim: number[] = [];
+  readonly nameAt: number[] = [];
+  readonly nameLength: number[] = [];
+  readonly valuesAt: number[] = [];
+  readonly valuesLength: number[] = [];
+  /** varchar and json: where the rows' u32 LE byte lengths start; -1 for the other types. */
+  readonly lengthsAt: number[] = [];
+
+  /** Whether column i's name is `utf8` (its UTF-8 bytes), without decoding it. */
+  nameIs(i: number, utf8: Uint8Array): boolean {
+    const n = this.nameLength[i]!;
+    if (n !== utf8.length) return false;
+    const b = this.bytes;
+    const at = this.nameAt[i]!;
+    for (let k = 0; k < n; k++) if (b[at + k] !== utf8[k]) return false;
+    return true;
+  }
+
+  /** Column i's name. */
+  name(i: number): string {
+    return this.bytes.toString('utf8', this.nameAt[i]!, this.nameAt[i]! + this.nameLength[i]!);
+  }
 }
 
-function readColumnViews(r: ByteReader): EncodedColumn[] {
+/**
+ * Reads messages one after another without allocating per message, for readers that go through
+ * hundreds of thousands of them and use little of each (the flush worker): `scan` checks a
+ * message's envelope (as decodeHeader does) and notes where its common header fields are; for an
+ * Insert it also reads the type header (segmentId) and, on `scanInsertColumns`, checks the body
+ * exactly as decodeMessage would and lays out its columns in `columns`. Anything else is decoded
+ * with decodeLazily or decodeMessage. Everything describes the last scanned message only.
+ * Errors are MessageDecodeError, as from the decoders.
+ */
+export class MessageScanner {
+  type: MessageType = 'TimeTick';
+  /** The message is part of a transaction (see txnId). */
+  hasTxn = false;
+  /** An Insert's header fields (0 for other types). */
+  collectionId = 0;
+  partitionId = 0;
+  segmentId = 0;
+  /** An Insert's columns, after scanInsertColumns. */
+  readonly columns = new InsertColumns();
+  private memory: ArrayBufferLike | undefined;
+  private bytes: Buffer = NO_BUFFER;
+  private view: DataView = new DataView(new ArrayBuffer(0));
+  private reader = new ByteReader(NO_BUFFER, this.view, 0, 0);
+  private verified = false;
+  private at = 0;
+  private headerEnd = 0;
+  private bodyLength = 0;
+  private vchannelAt = 0;
+  private vchannelLength = 0;
+  private timetickAt = 0;
+  private txnAt = 0;
+
+  /** Scans the message in `data` (see the class). */
+  scan(data: Uint8Array, opts?: DecodeOptions): void {
+    try {
+      if (!ArrayBuffer.isView(data) || (data as Partial<Uint8Array>).BYTES_PER_ELEMENT !== 1) throw decodeError('not a byte array');
+      if (data.buffer !== this.memory) {
+        // One Buffer and DataView per memory block (a WAL chunk holds thousands of messages).
+        this.memory = data.buffer;
+        this.bytes = Buffer.from(data.buffer, 0, data.buffer.byteLength);
+        this.view = new DataView(data.buffer);
+        this.reader = new ByteReader(this.bytes, this.view, 0, 0);
+      }
+      const at = data.byteOffset;
+      const verified = opts?.verified === true;
+      const code = checkEnvelope(this.bytes, this.view, at, data.length, verified);
+      const type = TYPE_BY_CODE.get(code)!;
+      const flags = this.view.getUint16(at + OFF_TYPE + 2, true);
+      this.type = type;
+      this.verified = verified;
+      this.at = at;
+      this.headerEnd = at + ENVELOPE_BYTES + this.view.getUint32(at + OFF_HEADER_LEN, true);
+      this.bodyLength = this.view.getUint32(at + OFF_BODY_LEN, true);
+      this.columns.count = 0;
+      const r = this.reader;
+      r.pos = at + ENVELOPE_BYTES;
+      r.end = this.headerEnd;
+      this.vchannelLength = r.u32();
+      this.vchannelAt = r.pos;
+      skip(r, this.vchannelLength);
+      this.timetickAt = r.pos;
+      skip(r, 8);
+      skip(r, r.u32()); // lastConfirmedId
+      skip(r, 4); // term
+      this.hasTxn = (flags & FLAG_TXN) !== 0;
+      if (this.hasTxn) {
+        this.txnAt = r.pos;
+        skip(r, 8);
+        r.safeInt(); // keepaliveMs, checked as decodeHeader checks it
+      }
+      if ((flags & FLAG_IDEMPOTENCY_KEY) !== 0) skip(r, r.u32());
+      if (type === 'Insert') {
+        this.collectionId = r.safeInt();
+        this.partitionId = r.safeInt();
+        r.safeInt(); // rows
+        r.safeInt(); // bytes
+        this.segmentId = r.safeInt();
+        if (r.remaining !== 0) throw decodeError('malformed header', { trailing: r.remaining });
+      } else {
+        this.collectionId = this.partitionId = this.segmentId = 0;
+      }
+    } catch (e) {
+      throw asDecodeError(e);
+    }
+  }
+
+  /** Whether the vchannel is `utf8` (its UTF-8 bytes), without decoding it. */
+  vchannelIs(utf8: Uint8Array): boolean {
+    const n = this.vchannelLength;
+    if (n !== utf8.length) return false;
+    const b = this.bytes;
+    const at = this.vchannelAt;
+    for (let k = 0; k < n; k++) if (b[at + k] !== utf8[k]) return false;
+    return true;
+  }
+
+  /** Whether the vchannel is empty (a pchannel-wide message). */
+  get pchannelWide(): boolean {
+    return this.vchannelLength === 0;
+  }
+
+  timetick(): bigint {
+    return this.view.getBigUint64(this.timetickAt, true);
+  }
+
+  /** The transaction's id (hasTxn only). */
+  txnId(): bigint {
+    if (!this.hasTxn) throw decodeError('not in a transaction', { type: this.type });
+    return this.view.getBigUint64(this.txnAt, true);
+  }
+
+  /**
+   * Checks an Insert's body (its checksum unless verified, structure, bool bytes, int64 range, JSON
+   * text: exactly what decodeMessage accepts) and lays out its columns in `columns`.
+   */
+  scanInsertColumns(): void {
+    try {
+      if (this.type !== 'Insert') throw decodeError('not an Insert', { type: this.type });
+      const start = this.headerEnd;
+      if (!this.verified) {
+        const expected = this.view.getUint32(this.at + OFF_BODY_CRC, true);
+        const actual = this.bodyLength === 0 ? 0 : crc32(sliceView(this.bytes, start, this.bodyLength));
+        if (actual !== expected) throw decodeError('body checksum mismatch');
+      }
+      const r = this.reader;
+      r.pos = start;
+      r.end = start + this.bodyLength;
+      layOutColumns(r, this.columns);
+      if (r.remaining !== 0) throw decodeError('malformed body', { trailing: r.remaining });
+    } catch (e) {
+      throw asDecodeError(e);
+    }
+  }
+}
+
+function skip(r: ByteReader, n: number): void {
+  r.need(n);
+  r.pos += n;
+}
+
+/** Walks an Insert body's columns (at `r`), checking them as readColumns does, into `out`. */
+function layOutColumns(r: ByteReader, out: InsertColumns): void {
+  out.bytes = r.buf;
+  out.count = 0;
   const count = r.u32();
-  const columns: EncodedColumn[] = [];
   for (let i = 0; i < count; i++) {
-    const name = r.string();
+    const nameLength = r.u32();
+    const nameAt = r.pos;
+    skip(r, nameLength);
     const code = r.u8();
     const rows = r.u32();
     const type = FIELD_TYPE_BY_CODE.get(code);
-    if (type === undefined) throw decodeError('unknown field type', { column: name, code });
+    if (type === undefined) throw decodeError('unknown field type', { column: r.buf.toString('utf8', nameAt, nameAt + nameLength), code });
     let dim = 0;
-    let lengths: Uint8Array = NO_BYTES;
-    let values: Uint8Array;
+    let lengthsAt = -1;
+    let size: number;
     switch (type) {
       case 'floatVector':
         dim = r.u32();
-        if (dim === 0) throw decodeError('malformed body', { column: name, dim });
-        values = takeView(r, 4 * rows * dim);
+        if (dim === 0) throw decodeError('malformed body', { column: r.buf.toString('utf8', nameAt, nameAt + nameLength), dim });
+        size = 4 * rows * dim;
         break;
       case 'bool':
-        values = takeView(r, rows);
-        checkBools(values);
+        r.need(rows);
+        checkBools(r.buf, r.pos, rows);
+        size = rows;
         break;
       case 'int64':
-        values = takeView(r, 8 * rows);
-        checkSafeInts(r, r.pos - 8 * rows, rows);
+        r.need(8 * rows);
+        checkSafeInts(r, r.pos, rows);
+        size = 8 * rows;
         break;
       case 'int32':
       case 'float':
-        values = takeView(r, 4 * rows);
+        size = 4 * rows;
         break;
       case 'double':
-        values = takeView(r, 8 * rows);
+        size = 8 * rows;
         break;
       case 'varchar':
       case 'json': {
-        const start = r.pos;
-        lengths = takeView(r, 4 * rows);
+        lengthsAt = r.pos;
+        r.need(4 * rows);
         let total = 0;
-        for (let p = start; p < r.pos; p += 4) total += r.view.getUint32(p, true);
-        const end = r.pos + total;
+        for (let p = lengthsAt; p < lengthsAt + 4 * rows; p += 4) total += r.view.getUint32(p, true);
         if (type === 'json') {
-          r.pos = start;
           for (const text of readStrings(r, rows)) parseJson(text);
-          r.pos = end - total;
+          r.pos -= total;
+        } else {
+          r.pos += 4 * rows;
         }
-        values = takeView(r, total);
+        size = total;
         break;
       }
     }
-    columns.push({ name, type, rows, dim, values, lengths });
+    const valuesAt = r.pos;
+    skip(r, size);
+    out.type[i] = type;
+    out.rows[i] = rows;
+    out.dim[i] = dim;
+    out.nameAt[i] = nameAt;
+    out.nameLength[i] = nameLength;
+    out.valuesAt[i] = valuesAt;
+    out.valuesLength[i] = size;
+    out.lengthsAt[i] = lengthsAt;
+    out.count = i + 1;
   }
-  return columns;
 }
 
-function checkBools(values: Uint8Array): void {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
+function checkBools(buf: Uint8Array, at: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const v = buf[at + i];
     if (v !== 0 && v !== 1) throw decodeError('malformed body', { offset: i, bool: v });
   }
 }

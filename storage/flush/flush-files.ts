@@ -8,7 +8,7 @@
  *
  * Everything it returns crosses a thread boundary (structured clone): plain data only.
  */
-import { decodeLazily } from '../../runtime/message/codec';
+import { MessageScanner, decodeLazily } from '../../runtime/message/codec';
 import type { DeleteMessage, LogMessage } from '../../runtime/message/types';
 import type { LogEntry, ReadOptions, WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
@@ -98,11 +98,12 @@ async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentR
  * (committed transactions only, at their commit) go straight into the encoder, and the deletes of
  * the collection (its partition or all partitions) are kept for deletesOfInsertedKeys.
  *
- * Only headers are decoded up front. An insert outside a transaction needs nothing else: if it is
- * the segment's, its encoded columns are copied into the Arrow batches without decoding a value,
- * otherwise its body is never read (not even checksummed: nothing of it is used). Everything else on
- * the vchannel (transaction control and bodies, deletes, time ticks) is decoded whole and goes
- * through a TxnBuffer, which assembles committed transactions and drops rolled back or expired ones.
+ * Each entry is first scanned (MessageScanner: envelope and header checked, nothing decoded or
+ * allocated). An insert outside a transaction needs nothing else: if it is the segment's, its
+ * encoded columns are copied into the Arrow batches without decoding a value, otherwise its body is
+ * never read (not even checksummed: nothing of it is used). Everything else on the vchannel
+ * (transaction control and bodies, deletes, time ticks) is decoded whole and goes through a
+ * TxnBuffer, which assembles committed transactions and drops rolled back or expired ones.
  */
 class SegmentRowCollector {
   private readonly txns = new TxnBuffer();
@@ -110,11 +111,16 @@ class SegmentRowCollector {
   private readonly pendingTxns = new Set<bigint>();
   private readonly deleteMsgs: LogMessage<DeleteMessage>[] = [];
   private pastMarker = false;
+  private readonly scanner = new MessageScanner();
+  /** UTF-8 of the job's vchannel, compared with each entry's. */
+  private readonly vchannel: Uint8Array;
 
   constructor(
     private readonly job: FlushJob,
     private readonly segment: SegmentEncoder,
-  ) {}
+  ) {
+    this.vchannel = Buffer.from(job.vchannel, 'utf8');
+  }
 
   /** Takes the next entry of the range; false once the range is complete (nothing after this entry is needed). */
   take(entry: LogEntry): boolean {
@@ -123,16 +129,21 @@ class SegmentRowCollector {
       this.pastMarker = true;
       if (pendingTxns.size === 0) return false;
     }
-    const lazy = decodeLazily(entry.data, { verified: entry.verified === true });
-    const h = lazy.header;
-    if (h.vchannel !== job.vchannel && h.vchannel !== '') return true;
+    const scan = this.scanner;
+    const verified = entry.verified === true;
+    scan.scan(entry.data, { verified });
+    if (!scan.pchannelWide && !scan.vchannelIs(this.vchannel)) return true;
     // Past the marker only the pending transactions matter (and time ticks, which expire them).
-    if (this.pastMarker && !(h.txn && pendingTxns.has(h.txn.id)) && h.type !== 'TimeTick') return true;
-    if (h.type === 'Insert' && h.txn === undefined) {
-      if (h.header.segmentId === job.segmentId) this.segment.addEncodedInsert(lazy.insertColumns(), h.timetick);
+    if (this.pastMarker && !(scan.hasTxn && pendingTxns.has(scan.txnId())) && scan.type !== 'TimeTick') return true;
+    if (scan.type === 'Insert' && !scan.hasTxn) {
+      if (scan.segmentId === job.segmentId) {
+        scan.scanInsertColumns();
+        this.segment.addScannedInsert(scan.columns, scan.timetick());
+      }
       return true;
     }
-    const m = { ...h, body: lazy.body(), id: entry.id, size: entry.data.length } as LogMessage;
+    const lazy = decodeLazily(entry.data, { verified });
+    const m = { ...lazy.header, body: lazy.body(), id: entry.id, size: entry.data.length } as LogMessage;
     if (!this.pastMarker && m.txn && m.type === 'Insert' && m.header.segmentId === job.segmentId) pendingTxns.add(m.txn.id);
     const out = this.txns.handle(m);
     if (m.txn && (m.type === 'CommitTxn' || m.type === 'RollbackTxn')) pendingTxns.delete(m.txn.id);

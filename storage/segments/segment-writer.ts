@@ -8,7 +8,8 @@
  * on each of its rows. Every schema field must have a column in every insert batch, including an
  * autoId primary key (its values are assigned before the data reaches a segment).
  * `SegmentEncoder` does the same incrementally, so that a reader of the WAL (the flush worker) puts
- * each insert straight into the record batches (table-builder.ts), encoded WAL columns included.
+ * each insert straight into the record batches (table-builder.ts), the encoded columns of a WAL
+ * message (InsertColumns) included.
  *
  * `writeSegment` puts the two data files, then the manifest create-only: a segment whose manifest
  * exists is complete. Writing a segment again with the same manifest is a no-op success; with a
@@ -17,7 +18,7 @@
  */
 import * as arrow from 'apache-arrow';
 import { invalidArgument, type StreamingError } from '../../runtime/errors';
-import type { EncodedColumn } from '../../runtime/message/codec';
+import type { InsertColumns } from '../../runtime/message/codec';
 import type { CollectionSchema, Column, FieldSchema, PrimaryKeys } from '../../runtime/message/types';
 import type { Timetick } from '../../runtime/message/timetick';
 import { validateSchema } from '../../runtime/message/validate';
@@ -120,14 +121,15 @@ export class SegmentEncoder {
   private nDeletes = 0;
   private min: Timetick | undefined;
   private max: Timetick | undefined;
-  /** Reused by addEncodedInsert: the message's columns in table order. */
-  private readonly ordered: (EncodedColumn | undefined)[];
+  /** Reused by addScannedInsert: for each field in table order, the message's column index (-1: none yet). */
+  private readonly ordered: Int32Array;
+  /** UTF-8 of the field names in table order, compared with a scanned column's name bytes. */
+  private readonly fieldNames: Uint8Array[];
   /**
-   * Column names of the previous encoded insert by position: the inserts of a segment carry their
-   * columns in one order, so a column's field is found by comparing its (freshly decoded) name
-   * with the one before, instead of hashing it for the fieldIndex lookup.
+   * Field of the previous scanned insert's column by position: the inserts of a segment carry
+   * their columns in one order, so a column's field is found by comparing its name bytes with that
+   * field's, instead of decoding the name for the fieldIndex lookup.
    */
-  private readonly lastNames: string[] = [];
   private readonly lastFields: number[] = [];
 
   constructor(segment: SegmentRef & { schema: CollectionSchema }, opts: EncodeOptions = {}) {
@@ -142,7 +144,8 @@ export class SegmentEncoder {
     const { primaryKey, others } = fieldsInTableOrder(segment.schema);
     this.fields = [primaryKey, ...others];
     this.fieldIndex = new Map(this.fields.map((f, i) => [f.name, i]));
-    this.ordered = new Array<EncodedColumn | undefined>(this.fields.length);
+    this.ordered = new Int32Array(this.fields.length);
+    this.fieldNames = this.fields.map((f) => Buffer.from(f.name, 'utf8'));
     const limits = { maxRowsPerBatch, maxBatchBytes };
     this.inserts = new TableBuilder(arrowSchemaOf('inserts', segment.schema, this.ref), this.fields, limits, opts.buffers);
     this.deletes = new TableBuilder(arrowSchemaOf('deletes', segment.schema, this.ref), [primaryKey], limits, opts.buffers);
@@ -164,16 +167,16 @@ export class SegmentEncoder {
   }
 
   /**
-   * Adds the rows of a WAL insert given as its encoded columns (the codec's `LazyMessage.insertColumns`),
-   * copied into the record batches without decoding a value. The columns must match the schema
-   * exactly, as for addInsert.
+   * Adds the rows of a WAL insert given as its encoded columns (a MessageScanner's `columns` after
+   * scanInsertColumns), copied into the record batches without decoding a value. The columns must
+   * match the schema exactly, as for addInsert.
    */
-  addEncodedInsert(columns: readonly EncodedColumn[], timetick: Timetick): void {
+  addScannedInsert(columns: InsertColumns, timetick: Timetick): void {
     const index = this.nInserts++;
-    const rows = this.orderEncoded(columns, index);
+    const rows = this.orderScanned(columns, index);
     if (rows === 0) return;
     this.seeTimetick(timetick, { insert: index });
-    this.inserts.appendEncoded(this.ordered as EncodedColumn[], rows, timetick);
+    this.inserts.appendScanned(columns, this.ordered, rows, timetick);
   }
 
   /** Adds a delete's primary keys. */
@@ -241,37 +244,35 @@ export class SegmentEncoder {
     if (this.max === undefined || t > this.max) this.max = t;
   }
 
-  /** Field index of column `name` (undefined: not in the schema), remembered for the column's position. */
-  private fieldOfColumn(name: string, position: number): number | undefined {
-    const k = this.fieldIndex.get(name);
-    if (k !== undefined) {
-      this.lastNames[position] = name;
-      this.lastFields[position] = k;
-    }
-    return k;
-  }
-
-  /** Puts an encoded insert's columns in table order into `ordered`, checking them against the schema; returns the row count. */
-  private orderEncoded(columns: readonly EncodedColumn[], index: number): number {
+  /** Puts a scanned insert's column indexes in table order into `ordered`, checking them against the schema; returns the row count. */
+  private orderScanned(columns: InsertColumns, index: number): number {
     const ordered = this.ordered;
-    for (let k = 0; k < ordered.length; k++) ordered[k] = undefined;
+    ordered.fill(-1);
     let rows = -1;
-    for (let i = 0; i < columns.length; i++) {
-      const c = columns[i]!;
-      const k = c.name === this.lastNames[i] ? this.lastFields[i] : this.fieldOfColumn(c.name, i);
-      if (k === undefined) throw bad(`insert ${index}: unknown column ${c.name}`, { insert: index, field: c.name });
-      if (ordered[k] !== undefined) throw bad(`insert ${index}: duplicate column ${c.name}`, { insert: index, field: c.name });
-      const f = this.fields[k]!;
-      if (c.type !== f.type) throw bad(`insert ${index}: column ${f.name} is ${c.type}, the schema says ${f.type}`, { insert: index, field: f.name, type: c.type, expected: f.type });
-      if (c.type === 'floatVector' && c.dim !== f.dim) {
-        throw bad(`insert ${index}: column ${f.name} must hold rows × ${String(f.dim)} values`, { insert: index, field: f.name, dim: c.dim });
+    for (let i = 0; i < columns.count; i++) {
+      const last = this.lastFields[i];
+      let k = last !== undefined && columns.nameIs(i, this.fieldNames[last]!) ? last : undefined;
+      if (k === undefined) {
+        const name = columns.name(i);
+        k = this.fieldIndex.get(name);
+        if (k === undefined) throw bad(`insert ${index}: unknown column ${name}`, { insert: index, field: name });
+        this.lastFields[i] = k;
       }
-      if (rows !== -1 && c.rows !== rows) throw bad(`insert ${index}: column ${f.name} has ${c.rows} rows, others ${rows}`, { insert: index, field: f.name, rows: c.rows, expected: rows });
-      rows = c.rows;
-      ordered[k] = c;
+      const f = this.fields[k]!;
+      if (ordered[k] !== -1) throw bad(`insert ${index}: duplicate column ${f.name}`, { insert: index, field: f.name });
+      const type = columns.type[i]!;
+      if (type !== f.type) throw bad(`insert ${index}: column ${f.name} is ${type}, the schema says ${f.type}`, { insert: index, field: f.name, type, expected: f.type });
+      const dim = columns.dim[i]!;
+      if (type === 'floatVector' && dim !== f.dim) {
+        throw bad(`insert ${index}: column ${f.name} must hold rows × ${String(f.dim)} values`, { insert: index, field: f.name, dim });
+      }
+      const n = columns.rows[i]!;
+      if (rows !== -1 && n !== rows) throw bad(`insert ${index}: column ${f.name} has ${n} rows, others ${rows}`, { insert: index, field: f.name, rows: n, expected: rows });
+      rows = n;
+      ordered[k] = i;
     }
-    if (columns.length !== this.fields.length) {
-      const missing = this.fields.find((_, k) => ordered[k] === undefined)!;
+    if (columns.count !== this.fields.length) {
+      const missing = this.fields.find((_, k) => ordered[k] === -1)!;
       throw bad(`insert ${index}: missing column ${missing.name}`, { insert: index, field: missing.name });
     }
     return Math.max(rows, 0);

@@ -3,8 +3,9 @@
  * straight into the typed arrays that Arrow writes out, so that a column is built once whatever
  * number of inserts it comes from. Rows arrive in two shapes:
  * - message-model columns (`Column`), each value checked on the way in;
- * - encoded columns of WAL inserts (`EncodedColumn`): their wire layout is Arrow's, so a message's
- *   column is one byte copy (a vector of raw float32 goes straight into the batch's Float32Array).
+ * - encoded columns of WAL inserts (`InsertColumns` of a MessageScanner): their wire layout is
+ *   Arrow's, so a message's column is one byte copy (a vector of raw float32 goes straight into the
+ *   batch's Float32Array).
  *
  * A record batch is sealed when it holds `maxRowsPerBatch` rows, or before a row that would bring
  * its text (the UTF-8 of varchar and json values) past `maxBatchBytes` (a larger single row gets a
@@ -17,7 +18,7 @@
 import * as arrow from 'apache-arrow';
 import { invalidArgument, type StreamingError } from '../../runtime/errors';
 import { HOST_IS_LITTLE_ENDIAN } from '../../runtime/message/bytes';
-import type { EncodedColumn } from '../../runtime/message/codec';
+import type { InsertColumns } from '../../runtime/message/codec';
 import type { Column, FieldSchema } from '../../runtime/message/types';
 import type { Timetick } from '../../runtime/message/timetick';
 import { TIMETICK_COLUMN, arrowTypeOf } from './arrow-schema';
@@ -59,8 +60,8 @@ function wrongValue(field: string, at: AppendContext, i: number, expected: strin
 interface ColumnBuffer {
   /** Grows to `capacity` rows, keeping the first `used`. */
   reserve(capacity: number, used: number): void;
-  /** Copies rows [from, to) of an encoded column to row `at`. */
-  copyEncoded(c: EncodedColumn, from: number, to: number, at: number): void;
+  /** Copies rows [from, to) of encoded column `i` of `c` to row `at`. */
+  copyEncoded(c: InsertColumns, i: number, from: number, to: number, at: number): void;
   /** Copies rows [from, to) of a column to row `at`, checking each value. */
   copyColumn(c: Column, from: number, to: number, at: number, where: AppendContext): void;
   /** Arrow data of the first `rows` rows, still sharing the buffers. */
@@ -170,17 +171,18 @@ class FixedBuffer implements ColumnBuffer {
     this.bytes = bytes;
   }
 
-  copyEncoded(c: EncodedColumn, from: number, to: number, at: number): void {
+  copyEncoded(c: InsertColumns, i: number, from: number, to: number, at: number): void {
     const w = this.rowBytes;
-    const src = from === 0 && to === c.rows ? c.values : c.values.subarray(from * w, to * w);
+    const start = c.valuesAt[i]! + from * w;
+    const end = start + (to - from) * w;
     if (HOST_IS_LITTLE_ENDIAN) {
-      this.bytes.set(src, at * w);
+      c.bytes.copy(this.bytes, at * w, start, end); // a native copy: no view of the source to make
       return;
     }
-    const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    const view = new DataView(c.bytes.buffer, c.bytes.byteOffset + start, end - start);
     const { bytes, read } = FIXED[this.kind];
     const out = this.values as unknown as (number | bigint)[];
-    for (let i = 0, o = at * this.lanes; i < src.byteLength; i += bytes, o++) out[o] = read(view, i);
+    for (let p = 0, o = at * this.lanes; p < end - start; p += bytes, o++) out[o] = read(view, p);
   }
 
   /** Sets rows [at, at + n) to the same timetick (the table's `_timetick` column). */
@@ -261,8 +263,9 @@ class BoolBuffer implements ColumnBuffer {
     this.values = grown;
   }
 
-  copyEncoded(c: EncodedColumn, from: number, to: number, at: number): void {
-    this.values.set(c.values.subarray(from, to), at); // 0 or 1, checked by the codec
+  copyEncoded(c: InsertColumns, i: number, from: number, to: number, at: number): void {
+    const start = c.valuesAt[i]!;
+    c.bytes.copy(this.values, at, start + from, start + to); // 0 or 1, checked by the codec
   }
 
   copyColumn(c: Column, from: number, to: number, at: number, where: AppendContext): void {
@@ -319,17 +322,18 @@ class Utf8Buffer implements ColumnBuffer {
     return start;
   }
 
-  copyEncoded(c: EncodedColumn, from: number, to: number, at: number): void {
-    const lengths = new DataView(c.lengths.buffer, c.lengths.byteOffset, c.lengths.byteLength);
-    let src = 0;
-    for (let i = 0; i < from; i++) src += lengths.getUint32(4 * i, true);
+  copyEncoded(c: InsertColumns, i: number, from: number, to: number, at: number): void {
+    const b = c.bytes;
+    const lengthsAt = c.lengthsAt[i]!;
+    let src = c.valuesAt[i]!;
+    for (let r = 0; r < from; r++) src += b.readUInt32LE(lengthsAt + 4 * r);
     let n = 0;
-    for (let i = from; i < to; i++) n += lengths.getUint32(4 * i, true);
+    for (let r = from; r < to; r++) n += b.readUInt32LE(lengthsAt + 4 * r);
     let p = this.textRoom(at, n);
-    this.bytes.set(c.values.subarray(src, src + n), p);
-    for (let i = from; i < to; i++) {
-      p += lengths.getUint32(4 * i, true);
-      this.offsets[at + i - from + 1] = p;
+    b.copy(this.bytes, p, src, src + n);
+    for (let r = from; r < to; r++) {
+      p += b.readUInt32LE(lengthsAt + 4 * r);
+      this.offsets[at + r - from + 1] = p;
     }
   }
 
@@ -431,12 +435,12 @@ export class TableBuilder {
     this.startCapacity = Math.min(INITIAL_BATCH_ROWS, limits.maxRowsPerBatch);
   }
 
-  /** Appends `rows` rows given as encoded columns, one per field in table order. */
-  appendEncoded(columns: readonly EncodedColumn[], rows: number, timetick: Timetick): void {
-    const textBytes = this.textFields.length === 0 ? undefined : encodedTextBytes(this.textFields.map((k) => columns[k]!));
+  /** Appends `rows` rows of encoded columns: `order[k]` is the column of field k (table order). */
+  appendScanned(columns: InsertColumns, order: Int32Array, rows: number, timetick: Timetick): void {
+    const textBytes = this.textFields.length === 0 ? undefined : encodedTextBytes(columns, this.textFields.map((k) => order[k]!));
     for (let r = 0; r < rows; ) {
       const n = this.room(r, rows, textBytes);
-      for (let k = 0; k < columns.length; k++) this.bufferOf(k).copyEncoded(columns[k]!, r, r + n, this.batchRows);
+      for (let k = 0; k < order.length; k++) this.bufferOf(k).copyEncoded(columns, order[k]!, r, r + n, this.batchRows);
       this.commit(n, timetick);
       r += n;
     }
@@ -539,12 +543,12 @@ export class TableBuilder {
   }
 }
 
-/** Row r's text size over the given encoded text columns. */
-function encodedTextBytes(columns: readonly EncodedColumn[]): (r: number) => number {
-  const lengths = columns.map((c) => new DataView(c.lengths.buffer, c.lengths.byteOffset, c.lengths.byteLength));
+/** Row r's text size over encoded text columns `text` of `c`. */
+function encodedTextBytes(c: InsertColumns, text: readonly number[]): (r: number) => number {
+  const lengthsAt = text.map((i) => c.lengthsAt[i]!);
   return (r) => {
     let n = 0;
-    for (const l of lengths) n += l.getUint32(4 * r, true);
+    for (const at of lengthsAt) n += c.bytes.readUInt32LE(at + 4 * r);
     return n;
   };
 }

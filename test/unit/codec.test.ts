@@ -5,11 +5,11 @@ import {
   ENVELOPE_BYTES,
   MESSAGE_MAGIC,
   decodeHeader,
+  MessageScanner,
   decodeLazily,
   decodeMessage,
   encodeMessage,
   toLogMessage,
-  type EncodedColumn,
 } from '../../runtime/message/codec';
 import { ErrorCode, MessageDecodeError, StreamingError } from '../../runtime/errors';
 import { MessageTypeCode, type Column, type InsertMessage, type Message, type MessageCommon, type MessageType, type TxnMessage } from '../../runtime/message/types';
@@ -282,7 +282,10 @@ describe('codec round trip', () => {
       const bytes = encodeMessage(msg);
       expectSameMessage(decodeMessage(bytes), msg);
       const lazy = decodeLazily(bytes);
-      expect([lazy.header.vchannel, lazy.header.lastConfirmedId, lazy.insertColumns()[0]!.name]).toEqual([msg.vchannel, msg.lastConfirmedId, name]);
+      const scanner = new MessageScanner();
+      scanner.scan(bytes);
+      scanner.scanInsertColumns();
+      expect([lazy.header.vchannel, lazy.header.lastConfirmedId, scanner.columns.name(0), scanner.vchannelIs(Buffer.from(msg.vchannel))]).toEqual([msg.vchannel, msg.lastConfirmedId, name, true]);
     }
   });
 
@@ -343,28 +346,42 @@ describe('decodeLazily', () => {
     expectSameMessage({ ...lazy.header, body: lazy.body() }, decodeMessage(bytes));
   });
 
-  /** The wire (= Arrow) layout of a column's values, built independently of the codec (little-endian host). */
-  function expectedViews(c: Column): Pick<EncodedColumn, 'values' | 'lengths' | 'dim'> {
-    const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    const texts = (data: string[]): Pick<EncodedColumn, 'values' | 'lengths' | 'dim'> => ({
-      values: new Uint8Array(Buffer.concat(data.map((t) => Buffer.from(t, 'utf8')))),
-      lengths: bytes(Uint32Array.from(data.map((t) => Buffer.byteLength(t, 'utf8')))),
+  it('checks the body only when asked: a corrupt body fails body(), not decodeLazily', () => {
+    const bytes = Buffer.from(encodeMessage(insert()));
+    const header = decodeHeader(bytes);
+    bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0x10;
+    const lazy = decodeLazily(bytes);
+    expect(lazy.header).toEqual(header);
+    const e = thrown(() => lazy.body());
+    expect(e).toBeInstanceOf(MessageDecodeError);
+    expect((e as MessageDecodeError).details).toMatchObject({ reason: 'body checksum mismatch' });
+  });
+});
+
+// ---------------------------------------------------------------- MessageScanner
+
+describe('MessageScanner', () => {
+  /** The wire (= Arrow) layout of a column's values and lengths, built independently of the codec (little-endian host). */
+  function expectedLayout(c: Column): { values: number[]; lengths: number[]; dim: number } {
+    const bytes = (a: ArrayBufferView): number[] => Array.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    const texts = (data: string[]) => ({
+      values: Array.from(Buffer.concat(data.map((t) => Buffer.from(t, 'utf8')))),
+      lengths: data.map((t) => Buffer.byteLength(t, 'utf8')),
       dim: 0,
     });
-    const none = new Uint8Array(0);
     switch (c.type) {
       case 'floatVector':
-        return { values: bytes(c.data), lengths: none, dim: c.dim };
+        return { values: bytes(c.data), lengths: [], dim: c.dim };
       case 'bool':
-        return { values: Uint8Array.from(c.data.map((v) => (v ? 1 : 0))), lengths: none, dim: 0 };
+        return { values: c.data.map((v) => (v ? 1 : 0)), lengths: [], dim: 0 };
       case 'int32':
-        return { values: bytes(Int32Array.from(c.data)), lengths: none, dim: 0 };
+        return { values: bytes(Int32Array.from(c.data)), lengths: [], dim: 0 };
       case 'int64':
-        return { values: bytes(BigInt64Array.from(c.data.map((v) => BigInt(v)))), lengths: none, dim: 0 };
+        return { values: bytes(BigInt64Array.from(c.data.map((v) => BigInt(v)))), lengths: [], dim: 0 };
       case 'float':
-        return { values: bytes(Float32Array.from(c.data)), lengths: none, dim: 0 };
+        return { values: bytes(Float32Array.from(c.data)), lengths: [], dim: 0 };
       case 'double':
-        return { values: bytes(Float64Array.from(c.data)), lengths: none, dim: 0 };
+        return { values: bytes(Float64Array.from(c.data)), lengths: [], dim: 0 };
       case 'varchar':
         return texts(c.data);
       case 'json':
@@ -372,59 +389,135 @@ describe('decodeLazily', () => {
     }
   }
 
-  it('gives an insert\'s columns as views of the message in the wire layout, every type', () => {
+  /** What the scanner says about the message it scanned last, in decodeHeader's terms. */
+  function scanned(s: MessageScanner, vchannel: string): Record<string, unknown> {
+    return {
+      type: s.type,
+      vchannel: s.vchannelIs(Buffer.from(vchannel, 'utf8')) ? vchannel : '(other)',
+      pchannelWide: s.pchannelWide,
+      timetick: s.timetick(),
+      txn: s.hasTxn ? s.txnId() : undefined,
+      ...(s.type === 'Insert' ? { collectionId: s.collectionId, partitionId: s.partitionId, segmentId: s.segmentId } : {}),
+    };
+  }
+
+  function fromHeader(bytes: Uint8Array): Record<string, unknown> {
+    const h = decodeHeader(bytes);
+    const ids = h.type === 'Insert' ? { collectionId: h.header.collectionId, partitionId: h.header.partitionId, segmentId: h.header.segmentId ?? 0 } : {};
+    return { type: h.type, vchannel: h.vchannel, pchannelWide: h.vchannel === '', timetick: h.timetick, txn: h.txn?.id, ...ids };
+  }
+
+  /** Column i of the last scan as plain data. */
+  function layoutOf(s: MessageScanner, i: number): { name: string; type: string; rows: number; dim: number; values: number[]; lengths: number[] } {
+    const c = s.columns;
+    const lengths: number[] = [];
+    if (c.lengthsAt[i]! >= 0) for (let r = 0; r < c.rows[i]!; r++) lengths.push(c.bytes.readUInt32LE(c.lengthsAt[i]! + 4 * r));
+    return { name: c.name(i), type: c.type[i]!, rows: c.rows[i]!, dim: c.dim[i]!, values: Array.from(c.bytes.subarray(c.valuesAt[i]!, c.valuesAt[i]! + c.valuesLength[i]!)), lengths };
+  }
+
+  it.each(fixtures().map((m, i) => [`${i}:${m.type}`, m] as const))('%s: sees what decodeHeader sees', (_name, msg) => {
+    const bytes = encodeMessage(msg);
+    const s = new MessageScanner();
+    s.scan(bytes);
+    expect(scanned(s, msg.vchannel)).toEqual(fromHeader(bytes));
+  });
+
+  it("lays out an insert's columns in the wire layout, every type, without copying", () => {
     const bytes = encodeMessage(insert());
-    const columns = decodeLazily(bytes).insertColumns();
+    const s = new MessageScanner();
+    s.scan(bytes);
+    s.scanInsertColumns();
     const rowsOf = (c: Column): number => (c.type === 'floatVector' ? c.data.length / c.dim : c.data.length);
-    expect(columns.map((c) => [c.name, c.type, c.rows])).toEqual(allColumns().map((c) => [c.name, c.type, rowsOf(c)]));
-    columns.forEach((c, i) => {
-      const want = expectedViews(allColumns()[i]!);
-      expect({ name: c.name, dim: c.dim, values: Array.from(c.values), lengths: Array.from(c.lengths) }).toEqual({
-        name: c.name,
-        dim: want.dim,
-        values: Array.from(want.values),
-        lengths: Array.from(want.lengths),
-      });
-      expect(c.values.buffer).toBe(bytes.buffer); // no copy
+    expect(s.columns.count).toBe(allColumns().length);
+    allColumns().forEach((c, i) => {
+      expect(layoutOf(s, i)).toEqual({ name: c.name, type: c.type, rows: rowsOf(c), ...expectedLayout(c) });
     });
+    expect(s.columns.bytes.buffer).toBe(bytes.buffer); // no copy
   });
 
-  it('checks the body only when asked: a corrupt body fails body() and insertColumns(), not decodeLazily', () => {
+  it('scans messages side by side in one block and across blocks, in any order (offsets are per message)', () => {
+    const msgs = [...fixtures(), insert({ vchannel: 'other' }), insert({ vchannel: '' })];
+    const encoded = msgs.map((m) => encodeMessage(m));
+    // As a WAL chunk holds them: back to back after an 8-byte record header each, at odd offsets.
+    const block = Buffer.concat(encoded.flatMap((e) => [Buffer.alloc(3 + (e.length % 5)), e]));
+    const views: Uint8Array[] = [];
+    let at = 0;
+    for (const e of encoded) {
+      at += 3 + (e.length % 5);
+      views.push(block.subarray(at, at + e.length));
+      at += e.length;
+    }
+    const s = new MessageScanner();
+    const random = rng(11);
+    for (let round = 0; round < 200; round++) {
+      const i = Math.floor(random() * msgs.length);
+      const fromBlock = random() < 0.5;
+      const bytes = fromBlock ? views[i]! : encoded[i]!;
+      s.scan(bytes);
+      expect({ round, i, got: scanned(s, msgs[i]!.vchannel) }).toEqual({ round, i, got: fromHeader(encoded[i]!) });
+      if (msgs[i]!.type === 'Insert') {
+        s.scanInsertColumns();
+        const want = (msgs[i] as InsertMessage).body.columns.map((c) => c.name);
+        expect(Array.from({ length: s.columns.count }, (_, k) => layoutOf(s, k).name)).toEqual(want);
+        expect(layoutOf(s, 0).values).toEqual(expectedLayout((msgs[i] as InsertMessage).body.columns[0]!).values);
+      }
+    }
+  });
+
+  it('checks the body only when asked: a corrupt body fails scanInsertColumns, not scan; a corrupt header fails scan', () => {
     const bytes = Buffer.from(encodeMessage(insert()));
-    const header = decodeHeader(bytes);
     bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0x10;
-    const lazy = decodeLazily(bytes);
-    expect(lazy.header).toEqual(header);
-    for (const read of [() => lazy.body(), () => lazy.insertColumns()]) {
-      const e = thrown(read);
-      expect(e).toBeInstanceOf(MessageDecodeError);
-      expect((e as MessageDecodeError).details).toMatchObject({ reason: 'body checksum mismatch' });
-    }
+    const s = new MessageScanner();
+    s.scan(bytes);
+    const e = thrown(() => s.scanInsertColumns());
+    expect(e).toBeInstanceOf(MessageDecodeError);
+    expect((e as MessageDecodeError).details).toMatchObject({ reason: 'body checksum mismatch' });
+    const header = Buffer.from(encodeMessage(insert()));
+    header[ENVELOPE_BYTES + 2] = (header[ENVELOPE_BYTES + 2] as number) ^ 0x01;
+    expect((thrown(() => s.scan(header)) as MessageDecodeError).details).toMatchObject({ reason: 'header checksum mismatch' });
   });
 
-  it('insertColumns() of another type is a MessageDecodeError', () => {
+  it('scanInsertColumns of another type is a MessageDecodeError', () => {
+    const s = new MessageScanner();
     for (const msg of fixtures().filter((m) => m.type !== 'Insert')) {
-      expect(thrown(() => decodeLazily(encodeMessage(msg)).insertColumns())).toBeInstanceOf(MessageDecodeError);
+      s.scan(encodeMessage(msg));
+      expect(thrown(() => s.scanInsertColumns())).toBeInstanceOf(MessageDecodeError);
     }
   });
 
-  it('insertColumns() accepts exactly what decodeMessage accepts, garbage behind valid checksums included (seeded)', () => {
+  it('skips both checksums only when told (verified), and still checks the structure', () => {
+    const bytes = Buffer.from(encodeMessage(insert()));
+    bytes.writeUInt32LE(0, 2);
+    bytes.writeUInt32LE(0, 18);
+    const s = new MessageScanner();
+    expect(thrown(() => s.scan(bytes))).toBeInstanceOf(MessageDecodeError);
+    s.scan(bytes, { verified: true });
+    s.scanInsertColumns();
+    expect(s.columns.count).toBe(allColumns().length);
+    expect(thrown(() => s.scan(bytes.subarray(0, bytes.length - 1), { verified: true }))).toBeInstanceOf(MessageDecodeError);
+  });
+
+  it('accepts exactly what the decoders accept, garbage behind valid checksums included (seeded)', () => {
     const random = rng(7);
-    const original = Buffer.from(encodeMessage(insert()));
-    const bodyStart = ENVELOPE_BYTES + original.readUInt32LE(10);
+    const original = Buffer.from(encodeMessage(insert({ txn: { id: 42n, keepaliveMs: 1000 }, idempotencyKey: 'k' })));
     const failures: string[] = [];
+    const s = new MessageScanner();
     for (let n = 0; n < 20_000; n++) {
       const b = Buffer.from(original);
       const edits = 1 + Math.floor(random() * 3);
       for (let k = 0; k < edits; k++) {
-        const i = bodyStart + Math.floor(random() * (b.length - bodyStart));
+        const i = ENVELOPE_BYTES + Math.floor(random() * (b.length - ENVELOPE_BYTES));
         b[i] = random() < 0.5 ? Math.floor(random() * 256) : random() < 0.5 ? 0xff : 0;
       }
       reseal(b);
+      // scan alone is decodeHeader; scan then scanInsertColumns is decodeMessage.
+      const header = thrown(() => decodeHeader(b));
       const full = thrown(() => decodeMessage(b));
-      const views = thrown(() => decodeLazily(b).insertColumns());
-      if (views !== undefined && !(views instanceof MessageDecodeError)) failures.push(`#${n}: ${(views as Error).name} ${(views as Error).message}`);
-      else if ((full === undefined) !== (views === undefined)) failures.push(`#${n}: decodeMessage ${String(full ?? 'ok')}, insertColumns ${String(views ?? 'ok')}`);
+      const scan = thrown(() => s.scan(b));
+      const columns = scan ?? thrown(() => s.scanInsertColumns());
+      for (const e of [scan, columns]) if (e !== undefined && !(e instanceof MessageDecodeError)) failures.push(`#${n}: ${(e as Error).name} ${(e as Error).message}`);
+      if ((header === undefined) !== (scan === undefined)) failures.push(`#${n}: decodeHeader ${String(header ?? 'ok')}, scan ${String(scan ?? 'ok')}`);
+      if ((full === undefined) !== (columns === undefined)) failures.push(`#${n}: decodeMessage ${String(full ?? 'ok')}, scanInsertColumns ${String(columns ?? 'ok')}`);
     }
     expect(failures).toEqual([]);
   });

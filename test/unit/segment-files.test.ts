@@ -21,7 +21,7 @@ import { type SegmentManifest, checksumOf, checksumYielding, decodeManifest, enc
 import { decodeSegment, insertRows, readSegment } from '../../storage/segments/segment-reader';
 import { BatchBufferPool } from '../../storage/segments/table-builder';
 import { type DeleteBatch, type InsertBatch, type SegmentInput, SegmentEncoder, encodeSegment, writeSegment, writeSegmentData } from '../../storage/segments/segment-writer';
-import { decodeLazily, encodeMessage } from '../../runtime/message/codec';
+import { MessageScanner, encodeMessage } from '../../runtime/message/codec';
 
 const SEED = Number(process.env.SEGMENT_TEST_SEED ?? 20260103);
 const REF = { collectionId: 101, partitionId: 7, segmentId: 4242 };
@@ -364,19 +364,13 @@ describe(`segment files (seed ${SEED})`, () => {
   });
 
   describe('from encoded WAL inserts', () => {
-    /** The insert as the flush worker sees it: the encoded columns of its WAL message. */
-    const encodedColumnsOf = (batch: InsertBatch) =>
-      decodeLazily(
-        encodeMessage({
-          type: 'Insert',
-          vchannel: 'v',
-          timetick: batch.timetick,
-          lastConfirmedId: '',
-          term: 1,
-          header: { ...REF, rows: 0, bytes: 0 },
-          body: { columns: [...batch.columns] },
-        }),
-      ).insertColumns();
+    /** The insert as the flush worker sees it: its WAL message, scanned (the scanner's columns lay it out). */
+    const scanner = new MessageScanner();
+    const scannedColumnsOf = (columns: readonly Column[]) => {
+      scanner.scan(encodeMessage({ type: 'Insert', vchannel: 'v', timetick: 1n, lastConfirmedId: '', term: 1, header: { ...REF, rows: 0, bytes: 0 }, body: { columns: [...columns] } }));
+      scanner.scanInsertColumns();
+      return scanner.columns;
+    };
 
     it.each([
       ['default batches', {}],
@@ -385,7 +379,7 @@ describe(`segment files (seed ${SEED})`, () => {
       ['batches split by text bytes', { maxBatchBytes: 2_000 }],
     ])('gives the bytes encodeSegment gives (%s), mixed with decoded inserts', (_name, opts) => {
       const segment = new SegmentEncoder(input, { root: 'segments', ...opts });
-      input.inserts.forEach((batch, i) => (i % 3 === 2 ? segment.addInsert(batch) : segment.addEncodedInsert(encodedColumnsOf(batch), batch.timetick)));
+      input.inserts.forEach((batch, i) => (i % 3 === 2 ? segment.addInsert(batch) : segment.addScannedInsert(scannedColumnsOf(batch.columns), batch.timetick)));
       for (const d of input.deletes) segment.addDelete(d);
       const got = segment.finish();
       const want = encodeSegment(input, { root: 'segments', ...opts });
@@ -395,24 +389,37 @@ describe(`segment files (seed ${SEED})`, () => {
 
     it('knows the primary keys inserted so far', () => {
       const segment = new SegmentEncoder(input, { maxRowsPerBatch: 100 });
-      for (const batch of input.inserts) segment.addEncodedInsert(encodedColumnsOf(batch), batch.timetick);
+      for (const batch of input.inserts) segment.addScannedInsert(scannedColumnsOf(batch.columns), batch.timetick);
       expect(segment.insertedKeys()).toEqual(rows.map((r) => r.values['id']));
     });
 
     it('rejects encoded columns that do not match the schema with INVALID_ARGUMENT', async () => {
-      const columns = encodedColumnsOf(makeInsert(seededRandom(2), 3, 1, 1n));
-      const cases: [string, typeof columns][] = [
+      const columns = makeInsert(seededRandom(2), 3, 1, 1n).columns;
+      const count = columns.find((c) => c.name === 'count')!;
+      const cases: [string, Column[]][] = [
         ['missing column', columns.filter((c) => c.name !== 'flag')],
-        ['unknown column', [...columns, { ...columns[0]!, name: 'extra' }]],
-        ['duplicate column', [...columns.filter((c) => c.name !== 'flag'), columns.find((c) => c.name === 'count')!]],
-        ['type mismatch', columns.map((c) => (c.name === 'count' ? { ...c, type: 'float' as const } : c))],
-        ['dimension mismatch', columns.map((c) => (c.name === 'embedding' ? { ...c, dim: 4, rows: 6 } : c))],
-        ['row count mismatch', columns.map((c) => (c.name === 'flag' ? { ...c, rows: 2 } : c))],
+        ['unknown column', [...columns, { ...count, name: 'extra' } as Column]],
+        ['duplicate column', [...columns.filter((c) => c.name !== 'flag'), count]],
+        ['type mismatch', columns.map((c) => (c.name === 'count' ? ({ name: 'count', type: 'float', data: [1, 2, 3] } as Column) : c))],
+        ['dimension mismatch', columns.map((c) => (c.type === 'floatVector' ? ({ ...c, dim: c.dim / 2 } as Column) : c))],
+        ['row count mismatch', columns.map((c) => (c.name === 'flag' ? ({ name: 'flag', type: 'bool', data: [true, false] } as Column) : c))],
       ];
       for (const [what, bad] of cases) {
         const segment = new SegmentEncoder(input);
-        expect({ what, err: await caught(() => segment.addEncodedInsert(bad, 1n)) }).toMatchObject({ what, err: { code: ErrorCode.INVALID_ARGUMENT } });
+        expect({ what, err: await caught(() => segment.addScannedInsert(scannedColumnsOf(bad), 1n)) }).toMatchObject({ what, err: { code: ErrorCode.INVALID_ARGUMENT } });
       }
+    });
+
+    it('finds columns in any order, and by name when the order changes between inserts', () => {
+      const segment = new SegmentEncoder(input, { maxRowsPerBatch: 100 });
+      const want = new SegmentEncoder(input, { maxRowsPerBatch: 100 });
+      input.inserts.forEach((batch, i) => {
+        const columns = i % 2 === 0 ? [...batch.columns].reverse() : [...batch.columns];
+        segment.addScannedInsert(scannedColumnsOf(columns), batch.timetick);
+        want.addInsert(batch);
+      });
+      const got = segment.finish();
+      for (const [k, v] of want.finish().files) expect({ k, same: Buffer.from(got.files.get(k)!).equals(Buffer.from(v)) }).toEqual({ k, same: true });
     });
   });
 
