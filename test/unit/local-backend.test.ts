@@ -756,6 +756,74 @@ describe('local backend: reads that start inside a file', () => {
   });
 });
 
+describe('local backend: read-ahead', () => {
+  /** Positions of the read(2) calls of segment files, in the order they are started. */
+  function spyReads(): { positions: number[]; restore(): void } {
+    const real = fsIo.readAt;
+    const positions: number[] = [];
+    (fsIo as { readAt: typeof fsIo.readAt }).readAt = (fd, buf, off, len, position) => {
+      positions.push(position);
+      return real(fd, buf, off, len, position);
+    };
+    return { positions, restore: () => ((fsIo as { readAt: typeof fsIo.readAt }).readAt = real) };
+  }
+
+  it('starts reading the next chunk, at its first whole record, before the reader has the last one', async () => {
+    const opts = { segmentBytes: 1 << 20, readChunkBytes: 4096 };
+    const b = newBackend(opts);
+    const many = seqs(1, 400).map((i) => rec(i));
+    await writeRecords(b, 1, many);
+    const file = fileWithRecords(b);
+    const starts = new Set(fs.readFileSync(file).length > 0 ? recordStarts(file) : []);
+    const ro = await newBackend(opts).open({ name: P, term: 0, accessMode: 'ro' });
+    const spy = spyReads();
+    try {
+      const ac = new AbortController();
+      const got: LogEntry[] = [];
+      const readsWhenDelivered: number[] = [];
+      for await (const e of ro.read({ policy: { type: 'all' }, signal: ac.signal })) {
+        readsWhenDelivered.push(spy.positions.length);
+        got.push(e);
+        if (got.length === many.length) break;
+      }
+      ac.abort();
+      expectRecords(got, many.map((data, k) => ({ seq: k + 1, data })));
+      // The first entry came out of the first chunk; by then the second chunk was being read.
+      expect(readsWhenDelivered[0]).toBeGreaterThanOrEqual(2);
+      // Every read starts at a record (none re-reads a chunk from a position inside a record).
+      expect(spy.positions.filter((p) => !starts.has(p))).toEqual([]);
+      // Each chunk is read once, but the last: its read-ahead came back short (the end of the file
+      // at the time) and is read again when needed, as a live tail may have grown since.
+      const last = Math.max(...spy.positions);
+      expect(spy.positions.filter((p) => p !== last)).toEqual([...new Set(spy.positions.filter((p) => p !== last))]);
+      expect(spy.positions.filter((p) => p === last)).toHaveLength(2);
+    } finally {
+      spy.restore();
+    }
+  });
+
+  it('a tail that grows while it is read ahead: every record once, in order, in this instance and another', async () => {
+    const opts = { segmentBytes: 1 << 20, readChunkBytes: 4096 };
+    const b = newBackend(opts);
+    const log = await b.open({ name: P, term: 1, accessMode: 'rw' });
+    const total = 1_500;
+    const many = seqs(1, total).map((i) => rec(i));
+    const other = await newBackend(opts).open({ name: P, term: 0, accessMode: 'ro' });
+    const readers = [readUntil(log, { type: 'all' }, sequenceId(total)), readUntil(other, { type: 'all' }, sequenceId(total))];
+    for (let i = 0; i < total; i += 25) await log.append(many.slice(i, i + 25));
+    const expected = many.map((data, k) => ({ seq: k + 1, data }));
+    for (const got of await Promise.all(readers)) expectRecords(got, expected);
+  });
+});
+
+/** Byte offsets of the records of a segment file. */
+function recordStarts(file: string): number[] {
+  const buf = fs.readFileSync(file);
+  const out: number[] = [];
+  for (let at = 0; at + 8 <= buf.length; at += 8 + buf.readUInt32LE(at)) out.push(at);
+  return out;
+}
+
 describe('local backend: records larger than a read chunk', () => {
   // readChunkBytes 4096 (its minimum): records of 10–20 KB need several reads each, in sealed
   // files (where an incomplete record is corruption) as well as in the tail, from a new cursor

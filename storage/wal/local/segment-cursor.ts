@@ -2,6 +2,15 @@
  * Sequential, chunked reader of one segment file: one read(2) per chunk (default 1 MiB), records
  * parsed out of the chunk and handed out as zero-copy subarrays. `peek` never moves the cursor;
  * `advance` commits, so a caller can hold back entries it may not deliver yet.
+ *
+ * Read-ahead: a read that filled its whole chunk (the file goes on) starts the read of the next
+ * chunk at once, from the first record the chunk does not hold completely, so that a reader going
+ * through a file (a flush, a replay) finds the next chunk read while it parsed this one instead of
+ * waiting for each read(2) in turn. Only a full read-ahead is used; a short one (the tail of the
+ * file at the time) is dropped and read again when needed, as a live tail may have grown since.
+ * Bytes read ahead are bytes the same read would have found a moment later: a file's records are
+ * only ever appended (a cut truncates bytes that were never part of the log, and the reader decides
+ * what belongs to the log from the terms, whatever the moment its bytes were read).
  */
 import type { LogEntry } from '../backend';
 import { sequenceId } from '../../../runtime/message/message-id';
@@ -40,6 +49,8 @@ export class SegmentCursor {
   private ends: number[] = [];
   private closed = false;
   private io: Promise<unknown> | undefined;
+  /** The read of the next chunk, started when the last one came back full. */
+  private ahead: { position: number; size: number; read: Promise<{ buf: Buffer; n: number }> } | undefined;
 
   constructor(
     private readonly fd: number,
@@ -131,6 +142,8 @@ export class SegmentCursor {
     if (this.closed) return;
     this.closed = true;
     if (this.io) await this.io.catch(() => undefined);
+    if (this.ahead) await this.ahead.read.catch(() => undefined);
+    this.ahead = undefined;
     await closeFd(this.fd);
   }
 
@@ -155,26 +168,56 @@ export class SegmentCursor {
 
   /**
    * One read at `position` into a new buffer, or into `scratch` when it is large enough (a buffer
-   * of which no entry holds a view: skip's).
+   * of which no entry holds a view: skip's); or the read-ahead of that chunk when it was started
+   * and came back full.
    */
   private async fill(position: number, size: number, scratch?: Buffer): Promise<number> {
     if (this.closed) throw new CursorClosedError();
-    const into = scratch !== undefined && scratch.length >= size ? scratch : undefined;
-    let buf = into ?? Buffer.allocUnsafe(size);
-    const io = readAt(this.fd, buf, 0, size, position);
-    this.io = io;
-    let n: number;
-    try {
-      n = await io;
-    } finally {
-      this.io = undefined;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    let buf: Buffer | undefined;
+    let n = 0;
+    if (ahead) {
+      // Wait for it in any case: a read in flight must end before the fd may close.
+      const done = await ahead.read.catch(() => undefined);
+      if (this.closed) throw new CursorClosedError();
+      if (done && ahead.position === position && ahead.size >= size && done.n === ahead.size) ({ buf, n } = done);
     }
-    // A short read of a regular file means end of file. Keep small reads in a right-sized copy, so
-    // that entries handed out do not pin a mostly empty chunk.
-    if (n < size >>> 2 && into === undefined) buf = Buffer.from(buf.subarray(0, n));
+    if (buf === undefined) {
+      const into = scratch !== undefined && scratch.length >= size ? scratch : undefined;
+      buf = into ?? Buffer.allocUnsafe(size);
+      const io = readAt(this.fd, buf, 0, size, position);
+      this.io = io;
+      try {
+        n = await io;
+      } finally {
+        this.io = undefined;
+      }
+      // A short read of a regular file means end of file. Keep small reads in a right-sized copy, so
+      // that entries handed out do not pin a mostly empty chunk.
+      if (n < size >>> 2 && into === undefined) buf = Buffer.from(buf.subarray(0, n));
+    }
     this.buf = buf;
     this.bufStart = position;
     this.bufLen = n;
+    if (n === size && scratch === undefined && !this.closed) this.readAhead();
     return n;
+  }
+
+  /** Starts reading the chunk after the buffer's last complete record (see the class). */
+  private readAhead(): void {
+    let at = 0;
+    for (;;) {
+      const r = recordLength(this.buf, at, this.bufLen);
+      if (r < 0) break; // INCOMPLETE: the next chunk starts here; CORRUPT: the next peek stops here anyway
+      at += RECORD_HEADER_BYTES + r;
+    }
+    if (at === 0) return; // a record larger than the chunk: fillRecord reads it whole
+    const position = this.bufStart + at;
+    const size = this.chunkBytes;
+    const buf = Buffer.allocUnsafe(size);
+    const read = readAt(this.fd, buf, 0, size, position).then((n) => ({ buf, n }));
+    read.catch(() => undefined); // an error surfaces, if at all, through the read that replaces it
+    this.ahead = { position, size, read };
   }
 }
