@@ -156,7 +156,7 @@ export class SegmentEncoder {
     const index = this.nInserts++;
     const rows = rowsOfInsert(this.schema, batch, index);
     if (rows === 0) return;
-    this.seeTimetick(batch.timetick, { insert: index });
+    this.seeTimetick(batch.timetick, 'insert', index);
     const byName = new Map(batch.columns.map((c) => [c.name, c]));
     this.inserts.appendColumns(
       this.fields.map((f) => byName.get(f.name)!),
@@ -175,7 +175,7 @@ export class SegmentEncoder {
     const index = this.nInserts++;
     const rows = this.orderScanned(columns, index);
     if (rows === 0) return;
-    this.seeTimetick(timetick, { insert: index });
+    this.seeTimetick(timetick, 'insert', index);
     this.inserts.appendScanned(columns, this.ordered, rows, timetick);
   }
 
@@ -188,7 +188,7 @@ export class SegmentEncoder {
     }
     const rows = d.primaryKeys.data.length;
     if (rows === 0) return;
-    this.seeTimetick(d.timetick, { delete: index });
+    this.seeTimetick(d.timetick, 'delete', index);
     this.deletes.appendColumns([{ name: primaryKey.name, ...d.primaryKeys } as Column], rows, d.timetick, { what: 'delete', index });
   }
 
@@ -238,8 +238,9 @@ export class SegmentEncoder {
     };
   }
 
-  private seeTimetick(t: Timetick, where: Record<string, unknown>): void {
-    if (typeof t !== 'bigint' || t < 0n || t > MAX_UINT64) throw bad('timetick must be a bigint in [0, 2^64)', { ...where, timetick: String(t) });
+  /** Checks the timetick of insert or delete `index` and widens the segment's range with it. */
+  private seeTimetick(t: Timetick, what: 'insert' | 'delete', index: number): void {
+    if (typeof t !== 'bigint' || t < 0n || t > MAX_UINT64) throw bad('timetick must be a bigint in [0, 2^64)', { [what]: index, timetick: String(t) });
     if (this.min === undefined || t < this.min) this.min = t;
     if (this.max === undefined || t > this.max) this.max = t;
   }
