@@ -3,7 +3,9 @@
  * written as the WAL writes them: one collection, its rows in segments 1..k sealed at the default
  * limits (DEFAULT_SEGMENT_LIMITS: 128 MiB of insert bytes or 1M rows, the same rule as
  * SegmentManager.assign), each segment CreateSegment … its inserts … Flush (the last one, not full,
- * flushed as the idle seal policy would).
+ * flushed as the idle seal policy would). Beside it, on another pchannel, a log of the same rows in
+ * inserts of `BENCH_BATCH_ROWS` (default 100) rows each: the flush of its segments shows what a
+ * flush costs per byte when the cost per message is spread over many rows.
  * - Replay: the rate at which a new owner recovers the whole tail (no checkpoint) on the local
  *   backend, beside a bare read of the same entries (no decoding) in the same run.
  * - Flush: the k sealed segments go through the real flush path of standalone, an InlineFlushQueue
@@ -56,6 +58,8 @@ const DIM = 112;
 const SCHEMA: CollectionSchema = { fields: [{ name: 'id', type: 'int64', primaryKey: true }, { name: 'vec', type: 'floatVector', dim: DIM }] };
 const V = 'bench_1v0';
 const PCHANNEL = 'bench';
+/** The pchannel of the log of batched inserts. */
+const BATCHED_PCHANNEL = 'bench-batched';
 const ROOT = 'seg';
 /** A flush that takes longer than this is reported as a failure, not waited for. */
 const FLUSH_DEADLINE_MS = 10 * 60_000;
@@ -66,17 +70,19 @@ function base(type: Message['type'], tt: bigint): Pick<Message, 'vchannel' | 'ti
 }
 
 /**
- * Writes CreateCollection, then `n` single-row inserts in segments sealed as the WAL seals them at
- * the default limits: a segment takes an insert while its rows and insert bytes stay within
- * maxRows / maxBytes; one that cannot take the next insert, or that is full after one, gets its
- * Flush, and the next insert goes to a new segment (CreateSegment with the limits the WAL writes).
+ * Writes CreateCollection, then `n` rows in inserts of `rowsPerInsert` rows (the last one may have
+ * fewer) on `pchannel`, in segments sealed as the WAL seals them at the default limits: a segment
+ * takes an insert while its rows and insert bytes stay within maxRows / maxBytes; one that cannot
+ * take the next insert, or that is full after one, gets its Flush, and the next insert goes to a
+ * new segment (CreateSegment with the limits the WAL writes).
  */
-async function writeLog(backend: LocalWalBackend, n: number): Promise<{ bytes: number; lastId: string; segments: number }> {
+async function writeLog(backend: LocalWalBackend, pchannel: string, n: number, rowsPerInsert: number): Promise<{ bytes: number; lastId: string; segments: number; messages: number }> {
   const limits = DEFAULT_SEGMENT_LIMITS;
   const maxRows = Math.min(limits.maxRows, AUTO_ID_ROWS_PER_SEGMENT); // what the WAL puts in CreateSegment
   const maxBytes = limits.maxBytes;
-  const log = await backend.open({ name: PCHANNEL, term: 1, accessMode: 'rw' });
+  const log = await backend.open({ name: pchannel, term: 1, accessMode: 'rw' });
   let tt = 1n << 40n;
+  let messages = 0;
   const next = (): bigint => (tt += 1n);
   let bytes = 0;
   let lastId = '';
@@ -84,6 +90,7 @@ async function writeLog(backend: LocalWalBackend, n: number): Promise<{ bytes: n
   const push = (m: Message): void => {
     const b = encodeMessage(m);
     bytes += b.length;
+    messages++;
     batch.push(b);
   };
   const append = async (): Promise<void> => {
@@ -101,11 +108,15 @@ async function writeLog(backend: LocalWalBackend, n: number): Promise<{ bytes: n
     push({ ...base('Flush', next()), type: 'Flush', header: { collectionId: 1, partitionId: 10, segmentId }, body: {} } as Message);
     open = false;
   };
-  const vec = new Float32Array(DIM).fill(0.5);
-  for (let j = 0; j < n; j++) {
-    const columns: Column[] = [{ name: 'id', type: 'int64', data: [j + 1] }, { name: 'vec', type: 'floatVector', dim: DIM, data: vec }];
+  const vec = new Float32Array(DIM * rowsPerInsert).fill(0.5);
+  for (let j = 0; j < n; j += rowsPerInsert) {
+    const rowsHere = Math.min(rowsPerInsert, n - j);
+    const columns: Column[] = [
+      { name: 'id', type: 'int64', data: Array.from({ length: rowsHere }, (_, k) => j + k + 1) },
+      { name: 'vec', type: 'floatVector', dim: DIM, data: rowsHere === rowsPerInsert ? vec : vec.subarray(0, rowsHere * DIM) },
+    ];
     const insertBytes = estimateInsertBytes(columns); // what the shard interceptor puts in the header
-    if (open && (rows + 1 > maxRows || segBytes + insertBytes > maxBytes)) flush();
+    if (open && (rows + rowsHere > maxRows || segBytes + insertBytes > maxBytes)) flush();
     if (!open) {
       segmentId++;
       push({ ...base('CreateSegment', next()), type: 'CreateSegment', header: { collectionId: 1, partitionId: 10, segmentId, maxRows, maxBytes }, body: {} });
@@ -117,19 +128,19 @@ async function writeLog(backend: LocalWalBackend, n: number): Promise<{ bytes: n
       ...base('Insert', next()),
       type: 'Insert',
       lastConfirmedId: sequenceId(2),
-      header: { collectionId: 1, partitionId: 10, rows: 1, bytes: insertBytes, segmentId },
+      header: { collectionId: 1, partitionId: 10, rows: rowsHere, bytes: insertBytes, segmentId },
       body: { columns },
     } as Message);
-    rows++;
+    rows += rowsHere;
     segBytes += insertBytes;
     if (rows >= maxRows || segBytes >= maxBytes) flush();
     if (batch.length >= 1000) await append();
-    if (j % 200_000 === 0) progress(`wrote ${j} inserts`);
+    if (j % 200_000 < rowsPerInsert) progress(`${pchannel}: wrote ${j} rows`);
   }
   if (open) flush(); // the last segment, sealed by the idle policy
   await append();
   await log.close();
-  return { bytes, lastId, segments: segmentId };
+  return { bytes, lastId, segments: segmentId, messages };
 }
 
 /** s3rver in a child process (the fixture of test/support/s3rver.ts), as a MinIO would run beside the node. */
@@ -190,13 +201,13 @@ interface StoreResult {
  * pass commits its own segments). After each pass, the same objects are put again (under `raw/`),
  * as many at a time as the queue runs jobs.
  */
-async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
+async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, pchannel: string, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
   const worker = createFlushWorker(config, { backend, objects, meta, logger });
   const queue = new InlineFlushQueue(worker, systemClock, { logger });
   const concurrency = defaultConcurrency(worker); // what the queue runs at, as standalone runs it
   try {
-    const first = await flushPass(queue, objects, meta, segments, concurrency);
-    const running = await flushPass(queue, objects, meta, segments, concurrency);
+    const first = await flushPass(queue, objects, meta, pchannel, segments, concurrency);
+    const running = await flushPass(queue, objects, meta, pchannel, segments, concurrency);
     return { threads: worker.threads?.size ?? 0, concurrency, first, running };
   } finally {
     await queue.close();
@@ -204,12 +215,12 @@ async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend:
   }
 }
 
-async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: MetaStore, segments: SegmentRecord[], concurrency: number): Promise<PassResult> {
+async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: MetaStore, pchannel: string, segments: SegmentRecord[], concurrency: number): Promise<PassResult> {
   // A new owner term for each pass: the commits this pass makes are the ones at this term.
-  await meta.bumpTerm(PCHANNEL, await meta.pchannelTerm(PCHANNEL));
-  const term = await meta.pchannelTerm(PCHANNEL);
+  await meta.bumpTerm(pchannel, await meta.pchannelTerm(pchannel));
+  const term = await meta.pchannelTerm(pchannel);
   const jobs: FlushJob[] = segments.map((s) => ({
-    pchannel: PCHANNEL,
+    pchannel,
     term,
     segmentId: s.segmentId,
     vchannel: s.vchannel,
@@ -238,7 +249,7 @@ async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: Me
   }
   if (queue.completed - completed !== jobs.length || queue.failed !== failed) throw new Error(`flush: ${queue.completed - completed} of ${jobs.length} jobs committed, ${queue.failed - failed} failed`);
   for (const s of segments) {
-    const v = await meta.get(pchannelKey(PCHANNEL, flushedKeyPath(s.segmentId)));
+    const v = await meta.get(pchannelKey(pchannel, flushedKeyPath(s.segmentId)));
     const record = v === undefined ? undefined : (JSON.parse(v.value) as FlushedSegment);
     if (record?.term !== term || record.rows !== s.rows) throw new Error(`segment ${s.segmentId} not committed at term ${term} with ${s.rows} rows: ${v?.value}`);
   }
@@ -262,8 +273,34 @@ async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: Me
   return { flushSec, rawSec, written, objects: flushed.length };
 }
 
+/** A log whose sealed segments are flushed: its pchannel, rows per insert and what replay found. */
+interface FlushedLog {
+  pchannel: string;
+  rowsPerInsert: number;
+  /** Bytes of the WAL entries written. */
+  bytes: number;
+  segments: SegmentRecord[];
+}
+
+/** The sealed segments a new owner of `pchannel` finds on replay (the whole tail), checked against what was written. */
+async function sealedSegments(backend: LocalWalBackend, meta: MetaStore, pchannel: string, expected: number, logger: Logger): Promise<{ segments: SegmentRecord[]; replayed: number; sec: number }> {
+  const log = await backend.open({ name: pchannel, term: 2, accessMode: 'rw' });
+  try {
+    const [untilId] = await log.append([encodeMessage({ ...base('TimeTick', 1n << 50n), vchannel: '', type: 'TimeTick', header: {}, body: {} } as Message)]);
+    const t0 = performance.now();
+    const r = await recover({ pchannel, log, meta, untilId: untilId!, clock: systemClock, logger });
+    const sec = (performance.now() - t0) / 1000;
+    const segments = [...r.state.segments.values()].filter((s) => s.state === 'sealed' && s.flushId !== undefined).sort((a, b) => a.segmentId - b.segmentId);
+    if (segments.length !== expected) throw new Error(`replay of ${pchannel} found ${segments.length} sealed segments, the log has ${expected}`);
+    return { segments, replayed: r.replayed, sec };
+  } finally {
+    await log.close();
+  }
+}
+
 export async function runRecoveryBench(): Promise<void> {
   const n = Number(process.env.BENCH_REPLAY_MESSAGES ?? 1_000_000);
+  const batchRows = Number(process.env.BENCH_BATCH_ROWS ?? 100);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-recovery-'));
   const logger = createLogger('bench');
   logger.level = 'warn';
@@ -271,17 +308,19 @@ export async function runRecoveryBench(): Promise<void> {
   try {
     const backend = new LocalWalBackend({ dir: path.join(dir, 'wal'), fsync: 'interval', fsyncIntervalMs: 100 });
     progress(`writing a ${n}-insert log, segments sealed at the default limits`);
-    const { bytes, lastId, segments: k } = await writeLog(backend, n);
+    const single = await writeLog(backend, PCHANNEL, n, 1);
+    progress(`writing the same ${n} rows in inserts of ${batchRows} rows`);
+    const batched = await writeLog(backend, BATCHED_PCHANNEL, n, batchRows);
 
     // Raw: read every entry, no decoding.
     progress('bare read');
     const ro = await backend.open({ name: PCHANNEL, term: 0, accessMode: 'ro' });
     const abort = new AbortController();
-    let t0 = performance.now();
+    const t0 = performance.now();
     let count = 0;
     for await (const e of ro.read({ policy: { type: 'all' }, signal: abort.signal })) {
       count++;
-      if (e.id >= lastId) break;
+      if (e.id >= single.lastId) break;
     }
     const bareRate = count / ((performance.now() - t0) / 1000);
     abort.abort();
@@ -290,32 +329,29 @@ export async function runRecoveryBench(): Promise<void> {
     // Replay: what a new owner does on open (no checkpoint: the whole tail).
     progress('replay');
     const meta = await EmbeddedMetaStore.open({ dir: path.join(dir, 'meta') });
-    const log = await backend.open({ name: PCHANNEL, term: 2, accessMode: 'rw' });
-    const [untilId] = await log.append([encodeMessage({ ...base('TimeTick', 1n << 50n), vchannel: '', type: 'TimeTick', header: {}, body: {} } as Message)]);
-    t0 = performance.now();
-    const r = await recover({ pchannel: PCHANNEL, log, meta, untilId: untilId!, clock: systemClock, logger });
-    const replayRate = r.replayed / ((performance.now() - t0) / 1000);
-    await log.close();
+    const replay = await sealedSegments(backend, meta, PCHANNEL, single.segments, logger);
+    const replayRate = replay.replayed / replay.sec;
+    const logs: FlushedLog[] = [
+      { pchannel: PCHANNEL, rowsPerInsert: 1, bytes: single.bytes, segments: replay.segments },
+      { pchannel: BATCHED_PCHANNEL, rowsPerInsert: batchRows, bytes: batched.bytes, segments: (await sealedSegments(backend, meta, BATCHED_PCHANNEL, batched.segments, logger)).segments },
+    ];
 
     // Flush: every sealed segment the replay found, through the flush queue, into each store.
-    const sealed = [...r.state.segments.values()].filter((s) => s.state === 'sealed' && s.flushId !== undefined).sort((a, b) => a.segmentId - b.segmentId);
-    if (sealed.length !== k) throw new Error(`replay found ${sealed.length} sealed segments, the log has ${k}`);
     const rows: Row[] = [
       { what: 'bare read of the log (no decode)', rate: `${fmt(bareRate)} msg/s`, ratio: '' },
       { what: 'replay (decode + recovery state)', rate: `${fmt(replayRate)} msg/s`, ratio: fmt(replayRate / bareRate, 2) },
     ];
     const flushRows: Row[] = [];
-    let written = 0;
-    let objectCount = 0;
-    const report = (store: string, res: StoreResult): void => {
-      written = res.running.written;
-      objectCount = res.running.objects;
+    const written = new Map<string, { bytes: number; objects: number }>();
+    const report = (store: string, flushed: FlushedLog, res: StoreResult): void => {
+      written.set(flushed.pchannel, { bytes: res.running.written, objects: res.running.objects });
       const on = res.threads === 0 ? 'main thread' : `${res.threads} flush threads`;
       for (const [pass, p] of [
         [res.threads === 0 ? 'first (node just started)' : 'first (threads start with the jobs)', res.first],
         ['running (the same worker again)', res.running],
       ] as const) {
         flushRows.push({
+          'rows/insert': flushed.rowsPerInsert,
           store,
           'flush on': on,
           'at a time': res.concurrency,
@@ -330,14 +366,19 @@ export async function runRecoveryBench(): Promise<void> {
     const configWith = (threads: number, objectStore: Record<string, string>): WalstreamConfig =>
       loadConfig({ flags: { dataDir: dir, 'objectStore.rootPath': ROOT, 'flush.threads': String(threads), ...objectStore } });
     const threadCounts = [configWith(2, {}).flush.threads, 0]; // the default, then everything on the main thread
+    /** Every log's segments into `objects`, with each thread count. */
+    const flushAll = async (store: string, objects: ObjectStore, objectStore: Record<string, string>): Promise<void> => {
+      for (const flushed of logs) {
+        for (const threads of threadCounts) {
+          progress(`flush of ${flushed.segments.length} segments (${flushed.rowsPerInsert} rows/insert) into the ${store} object store (flush.threads = ${threads})`);
+          report(store, flushed, await flushInto(configWith(threads, objectStore), objects, backend, meta, flushed.pchannel, flushed.segments, logger));
+        }
+      }
+    };
 
-    const localStore = { 'objectStore.kind': 'local', 'objectStore.local.dir': path.join(dir, 'objects') };
     const local = await LocalObjectStore.open({ dir: path.join(dir, 'objects') });
     try {
-      for (const threads of threadCounts) {
-        progress(`flush of ${k} segments into the local object store (flush.threads = ${threads})`);
-        report('local', await flushInto(configWith(threads, localStore), local, backend, meta, sealed, logger));
-      }
+      await flushAll('local', local, { 'objectStore.kind': 'local', 'objectStore.local.dir': path.join(dir, 'objects') });
     } finally {
       await local.close();
     }
@@ -345,21 +386,17 @@ export async function runRecoveryBench(): Promise<void> {
     s3rver = await startS3rverProcess();
     const { server } = s3rver;
     const endpoint = new URL(server.endpoint);
-    const s3Store = {
-      'objectStore.kind': 's3',
-      'objectStore.s3.endPoint': endpoint.hostname,
-      'objectStore.s3.port': endpoint.port,
-      'objectStore.s3.accessKey': server.accessKey,
-      'objectStore.s3.secretKey': server.secretKey,
-      'objectStore.s3.region': server.region,
-      'objectStore.s3.bucket': 'walstream-bench',
-    };
     const s3 = await S3ObjectStore.open({ endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, region: server.region, bucket: 'walstream-bench' });
     try {
-      for (const threads of threadCounts) {
-        progress(`flush of ${k} segments into the S3 object store (s3rver in a child process; flush.threads = ${threads})`);
-        report('s3', await flushInto(configWith(threads, s3Store), s3, backend, meta, sealed, logger));
-      }
+      await flushAll('s3', s3, {
+        'objectStore.kind': 's3',
+        'objectStore.s3.endPoint': endpoint.hostname,
+        'objectStore.s3.port': endpoint.port,
+        'objectStore.s3.accessKey': server.accessKey,
+        'objectStore.s3.secretKey': server.secretKey,
+        'objectStore.s3.region': server.region,
+        'objectStore.s3.bucket': 'walstream-bench',
+      });
     } finally {
       await s3.close();
     }
@@ -367,9 +404,13 @@ export async function runRecoveryBench(): Promise<void> {
     await backend.close();
 
     const maxMiB = DEFAULT_SEGMENT_LIMITS.maxBytes / MB;
-    printTable(`Recovery: replay of a ${fmt(r.replayed)}-message tail (local backend), beside a bare read of the same entries`, rows);
+    const describe = (l: FlushedLog, messages: number): string => {
+      const w = written.get(l.pchannel)!;
+      return `${l.rowsPerInsert} row${l.rowsPerInsert === 1 ? '' : 's'}/insert: ${fmt(messages)} messages, ${l.segments.length} segments, read ${fmt(l.bytes / MB, 0)} MB of WAL, put ${fmt(w.bytes / MB, 0)} MB in ${w.objects} objects`;
+    };
+    printTable(`Recovery: replay of a ${fmt(replay.replayed)}-message tail (local backend), beside a bare read of the same entries`, rows);
     printTable(
-      `Flush of its ${k} segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows: read ${fmt(bytes / MB, 0)} MB of WAL, encode Arrow, put ${fmt(written / MB, 0)} MB in ${objectCount} objects) through the inline flush queue at its default concurrency (jobs at a time), twice on one worker, each pass beside raw puts of the same objects as many at a time into the same store`,
+      `Flush of the segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) of ${fmt(n)} rows, written as ${describe(logs[0]!, single.messages)}; and as ${describe(logs[1]!, batched.messages)}. Read the WAL range, encode Arrow, put the files, through the inline flush queue at its default concurrency (jobs at a time), twice on one worker, each pass beside raw puts of the same objects as many at a time into the same store`,
       flushRows,
     );
   } finally {
