@@ -62,3 +62,113 @@ export const crc32Implementation: { implementation: Crc32Implementation; reason:
   implementation: loaded.implementation,
   reason: loaded.reason,
 };
+
+// ---------------------------------------------------------------- combining CRCs
+
+/** The CRC-32 polynomial, reflected (bit 31 is x^0). */
+const POLY = 0xedb88320;
+
+/** a(x) × b(x) modulo the polynomial (a ≠ 0), reflected as zlib's multmodp. */
+function multModP(a: number, b: number): number {
+  let m = 0x80000000;
+  let p = 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      p ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** X2N[k] = x^(2^k) modulo the polynomial. */
+const X2N = ((): number[] => {
+  const t = [1 << 30]; // x^1
+  for (let k = 1; k < 32; k++) t.push(multModP(t[k - 1]!, t[k - 1]!));
+  return t;
+})();
+
+/** x^(8 × bytes) modulo the polynomial: the operator that moves a CRC past `bytes` zero bytes. */
+function shiftOperator(bytes: number): number {
+  let p = 0x80000000; // x^0
+  let k = 3; // 8 = 2^3
+  for (let n = bytes; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) p = multModP(X2N[k & 31]!, p);
+  return p;
+}
+
+/** Uses of one shift after which its tables (4 KiB, ~1,000 multiplications) are built. */
+const TABLE_AFTER_USES = 64;
+/** Lengths kept; past that the cache starts over (lengths of a log's records mostly repeat). */
+const MAX_SHIFTS = 256;
+
+/** Moves a CRC past a fixed number of bytes (see Crc32Shifts). */
+export class Crc32Shift {
+  private uses = 0;
+  /** T[256k + v] = op × (v << 8k): once built, a shift is four lookups. */
+  private tables: Int32Array | undefined;
+
+  constructor(
+    /** The number of bytes. */
+    readonly bytes: number,
+    /** x^(8 × bytes) modulo the polynomial. */
+    private readonly op: number = shiftOperator(bytes),
+  ) {}
+
+  /** shift(crc(A)) ^ crc(B) = crc(A‖B) for |B| = bytes. */
+  apply(crc: number): number {
+    const t = this.tables;
+    if (t !== undefined) return (t[crc & 0xff]! ^ t[256 + ((crc >>> 8) & 0xff)]! ^ t[512 + ((crc >>> 16) & 0xff)]! ^ t[768 + (crc >>> 24)]!) >>> 0;
+    if (++this.uses === TABLE_AFTER_USES) this.tables = shiftTables(this.op);
+    return multModP(this.op, crc);
+  }
+}
+
+/**
+ * CRC-32 combination, as zlib's crc32_combine: for bytes A then B, crc(A‖B) = shift(crc(A), |B|)
+ * ^ crc(B). A shift is a multiplication modulo the polynomial: a 32-step loop, or four table
+ * lookups for a length used often (the records of a log mostly have few distinct lengths). With
+ * it a reader checks many records' CRCs with one native crc32 call over all of them (see the local
+ * WAL's record format) instead of one call each. `of(bytes)` gives the shift by that many bytes,
+ * kept for the next time.
+ */
+export class Crc32Shifts {
+  private readonly shifts = new Map<number, Crc32Shift>();
+
+  of(bytes: number): Crc32Shift {
+    let s = this.shifts.get(bytes);
+    if (s === undefined) {
+      if (this.shifts.size >= MAX_SHIFTS) this.shifts.clear();
+      s = new Crc32Shift(bytes);
+      this.shifts.set(bytes, s);
+    }
+    return s;
+  }
+}
+
+function shiftTables(op: number): Int32Array {
+  const t = new Int32Array(1024);
+  for (let k = 0; k < 4; k++) for (let v = 0; v < 256; v++) t[256 * k + v] = multModP(op, (v << (8 * k)) >>> 0);
+  return t;
+}
+
+const CRC_TABLE = ((): Int32Array => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? POLY ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+/**
+ * CRC-32 of bytes [from, to) of `buf` continuing from `value`, in JS (a table lookup per byte):
+ * for a few bytes, where the native call costs more than the loop.
+ */
+export function crc32Small(buf: Uint8Array, from: number, to: number, value = 0): number {
+  let c = ~value;
+  for (let i = from; i < to; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}

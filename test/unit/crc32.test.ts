@@ -1,7 +1,7 @@
 /** runtime/crc32: the native CRC-32 where it loads, zlib's otherwise — the same values either way. */
 import * as zlib from 'node:zlib';
 import { seededRandom } from '../../runtime/clock';
-import { crc32, crc32Implementation } from '../../runtime/crc32';
+import { Crc32Shifts, crc32, crc32Implementation, crc32Small } from '../../runtime/crc32';
 
 describe('crc32', () => {
   it('uses the native implementation on this platform (its binary is installed with the package)', () => {
@@ -68,6 +68,43 @@ describe('crc32', () => {
     } finally {
       if (saved === undefined) delete process.env['WALSTREAM_CRC32'];
       else process.env['WALSTREAM_CRC32'] = saved;
+    }
+  });
+});
+
+describe('crc32 combination', () => {
+  it('shift(crc(A), |B|) ^ crc(B) is crc(A‖B) for any A and B, before and after a length gets its tables', () => {
+    const random = seededRandom(20261206);
+    const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => random.int(256)));
+    const shifts = new Crc32Shifts();
+    const lengths = [0, 1, 2, 3, 4, 7, 8, 255, 256, 566, 4096, 65_537];
+    for (let i = 0; i < 60; i++) lengths.push(random.int(20_000));
+    // 566 many times: past the uses after which its tables are built, with every kind of CRC value.
+    for (let i = 0; i < 300; i++) lengths.push(566);
+    const failures: string[] = [];
+    for (const n of lengths) {
+      const a = bytes(random.int(3) === 0 ? 0 : random.int(2_000));
+      const b = bytes(n);
+      const got = (shifts.of(n).apply(zlib.crc32(a)) ^ zlib.crc32(b)) >>> 0;
+      const want = zlib.crc32(Buffer.concat([a, b]));
+      if (got !== want) failures.push(`|A| ${a.length} |B| ${n}: ${got} != ${want}`);
+    }
+    expect(failures).toEqual([]);
+    // Through the tables (built by now for 566) as through the loop (a fresh shift), for any value.
+    const tabled = shifts.of(566);
+    for (const crc of [0, 1, 0x80, 0x8000, 0x800000, 0x80000000, 0xffffffff, 0x7fffffff, 0xdeadbeef]) {
+      expect({ crc, shifted: tabled.apply(crc) }).toEqual({ crc, shifted: new Crc32Shifts().of(566).apply(crc) });
+    }
+  });
+
+  it('crc32Small is zlib\'s CRC-32 of a range, from any running value', () => {
+    const random = seededRandom(7);
+    const buf = Buffer.from(Array.from({ length: 256 }, () => random.int(256)));
+    for (let i = 0; i < 200; i++) {
+      const from = random.int(200);
+      const to = from + random.int(56);
+      const value = random.int(2) === 0 ? 0 : random.int(2 ** 32);
+      expect(crc32Small(buf, from, to, value)).toBe(zlib.crc32(buf.subarray(from, to), value));
     }
   });
 });

@@ -9,11 +9,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalWalBackend, pchannelDirName, type LocalWalBackendOptions, type LocalWalLogger } from '../../storage/wal/local/local-backend';
 import { computeView, segmentFile } from '../../storage/wal/local/segment-files';
-import { CORRUPT, INCOMPLETE, encodeRecordsInto, encodedBytes, recordChecksOut, recordLength } from '../../storage/wal/local/record-format';
+import { CORRUPT, INCOMPLETE, checkedRecordsEnd, encodeRecordsInto, encodedBytes, recordChecksOut, recordLength } from '../../storage/wal/local/record-format';
 import type { DeliverPolicy, LogEntry, WalLog } from '../../storage/wal/backend';
 import { type MessageId, sequenceId } from '../../runtime/message/message-id';
 import { ChannelFencedError, ErrorCode } from '../../runtime/errors';
 import * as fsIo from '../../storage/wal/local/fs-io';
+import { seededRandom } from '../../runtime/clock';
+import * as crc32Module from '../../runtime/crc32';
 
 const DEADLINE_MS = 10_000;
 const P = 'by-dml_0';
@@ -617,6 +619,56 @@ describe('local backend: record format, read side', () => {
     huge.writeUInt32LE(0xffffffff, 0);
     expect(recordLength(huge, 0, 8)).toBe(CORRUPT);
   });
+});
+
+describe('local backend: records checked together', () => {
+  /** The reference: record by record, the offset of the first one that is incomplete or does not check out. */
+  function oneByOne(buf: Buffer, at: number, end: number): number {
+    for (;;) {
+      const n = recordLength(buf, at, end);
+      if (n < 0 || !recordChecksOut(buf, at, buf.subarray(at + 8, at + 8 + n))) return at;
+      at += 8 + n;
+    }
+  }
+
+  it('end where checking one by one ends, whatever byte is changed, from any first record (seeded)', () => {
+    const random = seededRandom(20261206);
+    // Lengths that repeat (as a log's records do) and lengths that do not, an empty payload included.
+    const records = Array.from({ length: 400 }, (_, i) => rec(i + 1, i % 5 === 0 ? 566 : i % 7 === 0 ? 0 : 1 + random.int(900)));
+    const buf = Buffer.alloc(encodedBytes(records));
+    encodeRecordsInto(buf, 0, records);
+    const starts = recordStarts(buf);
+    // Intact: all of them with one CRC computation (the run adds up; no record is checked alone).
+    const spy = jest.spyOn(crc32Module, 'crc32');
+    try {
+      expect(checkedRecordsEnd(buf, 0, buf.length)).toBe(buf.length);
+      expect(checkedRecordsEnd(buf, starts[123]!, buf.length - 1)).toBe(starts[starts.length - 1]);
+      expect(spy).toHaveBeenCalledTimes(2);
+    } finally {
+      spy.mockRestore();
+    }
+    const failures: string[] = [];
+    for (let n = 0; n < 3_000; n++) {
+      const bad = Buffer.from(buf);
+      const changes = 1 + random.int(2);
+      for (let k = 0; k < changes; k++) {
+        const i = random.int(bad.length);
+        bad[i] = random.int(2) === 0 ? bad[i]! ^ (1 << random.int(8)) : random.int(256);
+      }
+      const from = starts[random.int(starts.length)]!;
+      const end = random.int(4) === 0 ? from + random.int(bad.length - from + 1) : bad.length; // sometimes a partial last record
+      const got = checkedRecordsEnd(bad, from, end);
+      const want = oneByOne(bad, from, end);
+      if (got !== want) failures.push(`#${n} from ${from} end ${end}: ${got}, one by one ${want}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  function recordStarts(buf: Buffer): number[] {
+    const out: number[] = [];
+    for (let at = 0; at < buf.length; at += 8 + buf.readUInt32LE(at)) out.push(at);
+    return out;
+  }
 });
 
 describe('local backend: reads that start inside a file', () => {

@@ -4,7 +4,7 @@
  * zero-filled tail (which a crash can leave on some file systems) never parses as a record:
  * the CRC of four zero bytes is not zero.
  */
-import { crc32 } from '../../../runtime/crc32';
+import { Crc32Shifts, crc32, crc32Small } from '../../../runtime/crc32';
 import { invalidArgument } from '../../../runtime/errors';
 
 export const RECORD_HEADER_BYTES = 8;
@@ -52,21 +52,9 @@ function recordCrc(buf: Buffer, at: number, payload: Uint8Array): number {
   return crc32(payload, seed);
 }
 
-const CRC_TABLE = ((): Int32Array => {
-  const t = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  return t;
-})();
-
 /** CRC32 of the four length bytes at `at` (what recordCrc continues over the payload from). */
 function lengthFieldCrc(buf: Buffer, at: number): number {
-  let c = -1;
-  for (let i = at; i < at + 4; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
+  return crc32Small(buf, at, at + 4);
 }
 
 /**
@@ -90,4 +78,46 @@ export function bytesNeeded(buf: Buffer, at: number, end: number): number {
   if (end - at < RECORD_HEADER_BYTES) return RECORD_HEADER_BYTES;
   const length = buf.readUInt32LE(at);
   return RECORD_HEADER_BYTES + Math.min(length, MAX_RECORD_BYTES);
+}
+
+const shifts = new Crc32Shifts();
+
+/**
+ * End of the records from `at` on in `buf[0..end)` that are complete and check out: the offset of
+ * the first record that is incomplete, has a length out of range or does not match its CRC (`end`
+ * or `at` at the extremes). What recordChecksOut says record by record, with one native crc32 call
+ * over all of the records instead of one per record (each call costs far more than its bytes: a
+ * WAL chunk holds thousands of small records): the CRC of the whole run must be what the records'
+ * stored CRCs make it (CRC-32 combination, see Crc32Shifts; the stored CRC of a record covers its
+ * length field and payload, the run also holds the CRC fields). A run that does not add up is
+ * checked record by record to find the first one that fails.
+ */
+export function checkedRecordsEnd(buf: Buffer, at: number, end: number): number {
+  let off = at;
+  let expected = 0;
+  let payload = shifts.of(0); // past a payload, and past a whole record: for the last length seen
+  let record = shifts.of(RECORD_HEADER_BYTES);
+  for (;;) {
+    const n = recordLength(buf, off, end);
+    if (n < 0) break;
+    if (n !== payload.bytes) {
+      payload = shifts.of(n);
+      record = shifts.of(RECORD_HEADER_BYTES + n);
+    }
+    const lengthCrc = lengthFieldCrc(buf, off);
+    const headerCrc = crc32Small(buf, off + 4, off + RECORD_HEADER_BYTES, lengthCrc); // length and CRC fields
+    // crc(length‖crc‖payload) = shift(crc(length‖crc), n) ^ crc(payload), and the stored CRC is
+    // crc(length‖payload) = shift(crc(length), n) ^ crc(payload).
+    const whole = (payload.apply(headerCrc ^ lengthCrc) ^ buf.readUInt32LE(off + 4)) >>> 0;
+    expected = off === at ? whole : (record.apply(expected) ^ whole) >>> 0;
+    off += RECORD_HEADER_BYTES + n;
+  }
+  if (off === at || crc32(buf.subarray(at, off)) === expected) return off;
+  let p = at;
+  while (p < off) {
+    const n = buf.readUInt32LE(p);
+    if (!recordChecksOut(buf, p, buf.subarray(p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + n))) return p;
+    p += RECORD_HEADER_BYTES + n;
+  }
+  return off; // each record checks out on its own
 }

@@ -3,10 +3,13 @@
  * parsed out of the chunk and handed out as zero-copy subarrays. `peek` never moves the cursor;
  * `advance` commits, so a caller can hold back entries it may not deliver yet.
  *
- * Read-ahead: a read that filled its whole chunk (the file goes on) starts the read of the next
- * chunk at once, from the first record the chunk does not hold completely, so that a reader going
- * through a file (a flush, a replay) finds the next chunk read while it parsed this one instead of
- * waiting for each read(2) in turn. Only a full read-ahead is used; a short one (the tail of the
+ * The records of a chunk are checked together (checkedRecordsEnd: one native CRC call for all of
+ * them) when a peek first looks at the chunk, from the first record it hands out.
+ *
+ * Read-ahead: once that check has found where the complete records of a chunk end, a chunk whose
+ * read filled it whole (the file goes on) starts the read of the next one, from there, so that a
+ * reader going through a file (a flush, a replay) finds the next chunk read while it handles this
+ * one instead of waiting for each read(2) in turn. Only a full read-ahead is used; a short one (the tail of the
  * file at the time) is dropped and read again when needed, as a live tail may have grown since.
  * Bytes read ahead are bytes the same read would have found a moment later: a file's records are
  * only ever appended (a cut truncates bytes that were never part of the log, and the reader decides
@@ -14,7 +17,7 @@
  */
 import type { LogEntry } from '../backend';
 import { sequenceId } from '../../../runtime/message/message-id';
-import { CORRUPT, INCOMPLETE, RECORD_HEADER_BYTES, bytesNeeded, recordChecksOut, recordLength } from './record-format';
+import { CORRUPT, INCOMPLETE, RECORD_HEADER_BYTES, bytesNeeded, checkedRecordsEnd, recordChecksOut, recordLength } from './record-format';
 import { closeFd, readAt } from './fs-io';
 import type { SegmentFile } from './segment-files';
 
@@ -46,6 +49,15 @@ export class SegmentCursor {
   private buf: Buffer = EMPTY;
   private bufStart = 0;
   private bufLen = 0;
+  /**
+   * Buffer offset below which the buffer's records were checked all at once (checkedRecordsEnd),
+   * from the first record a peek looked at; -1 until a peek looks at this buffer.
+   */
+  private checkedEnd = -1;
+  /** Bytes the last read asked for when it filled them all (the file goes on: read ahead); 0 otherwise. */
+  private filled = 0;
+  /** Where the read-ahead of this buffer started; -1 when it did not. */
+  private readAheadFrom = -1;
   private ends: number[] = [];
   private closed = false;
   private io: Promise<unknown> | undefined;
@@ -81,9 +93,14 @@ export class SegmentCursor {
         if (r === INCOMPLETE) return { entries, stop: got === 0 ? 'eof' : 'incomplete' };
       }
       const dataAt = rel + RECORD_HEADER_BYTES;
-      // The entry's view is also what the CRC is computed over: one subarray per record.
       const data = r === CORRUPT ? undefined : this.buf.subarray(dataAt, dataAt + r);
-      if (data === undefined || !recordChecksOut(this.buf, rel, data)) {
+      // The records of a fresh buffer are checked together, from the first one handed out; one
+      // past them (a corrupt one) is checked on its own, and fails.
+      if (this.checkedEnd < 0) {
+        this.checkedEnd = checkedRecordsEnd(this.buf, rel, this.bufLen);
+        if (this.readAheadFrom < 0 && this.bufLen === this.filled) this.readAhead(this.checkedEnd);
+      }
+      if (data === undefined || (rel >= this.checkedEnd && !recordChecksOut(this.buf, rel, data))) {
         // Drop the buffer so that a later peek looks at the file again (a live tail may still change).
         if (entries.length === 0) this.bufLen = 0;
         return { entries, stop: 'corrupt' };
@@ -200,19 +217,19 @@ export class SegmentCursor {
     this.buf = buf;
     this.bufStart = position;
     this.bufLen = n;
-    if (n === size && scratch === undefined && !this.closed) this.readAhead();
+    this.checkedEnd = -1;
+    this.readAheadFrom = -1;
+    this.filled = n === size && scratch === undefined ? n : 0;
     return n;
   }
 
-  /** Starts reading the chunk after the buffer's last complete record (see the class). */
-  private readAhead(): void {
-    let at = 0;
-    for (;;) {
-      const r = recordLength(this.buf, at, this.bufLen);
-      if (r < 0) break; // INCOMPLETE: the next chunk starts here; CORRUPT: the next peek stops here anyway
-      at += RECORD_HEADER_BYTES + r;
-    }
-    if (at === 0) return; // a record larger than the chunk: fillRecord reads it whole
+  /**
+   * Starts reading the chunk at buffer offset `at`, the end of the buffer's complete records (found
+   * by the check of its records: see the class).
+   */
+  private readAhead(at: number): void {
+    this.readAheadFrom = at;
+    if (at === 0 || this.closed) return; // a record larger than the chunk: fillRecord reads it whole
     const position = this.bufStart + at;
     const size = this.chunkBytes;
     const buf = Buffer.allocUnsafe(size);
