@@ -8,17 +8,19 @@
  * flush costs per byte when the cost per message is spread over many rows.
  * - Replay: the rate at which a new owner recovers the whole tail (no checkpoint) on the local
  *   backend, beside a bare read of the same entries (no decoding) in the same run.
- * - Flush: the k sealed segments go through the real flush path of standalone, an InlineFlushQueue
- *   (at the worker's default concurrency: two jobs per flush thread, so that a thread encodes one
- *   segment while another's files are written; 2 on the main thread) running the
- *   SegmentFlushWorker that createFlushWorker builds from the configuration (read the WAL range, encode Arrow, checksums, put the files and the manifest on
- *   a flush thread, commit at the term on the main thread), once with the default flush.threads (2)
- *   and once with flush.threads = 0 (everything on the main thread, as before flush threads). Each
- *   worker flushes the segments twice: first as a node's first flushes (its threads start with the
- *   first jobs, JIT and batch buffers cold), then again on the same worker at a new owner term, as a
- *   node that has been flushing; each pass is timed from the first submit until the queue is
- *   drained with every segment committed at its term. After each pass, raw puts of the very objects
- *   it wrote (same keys under `raw/`, same bytes, same store), as many at a time as the queue runs
+ * - Flush: the sealed segments of each log go through the real flush path of standalone, an
+ *   InlineFlushQueue (at the worker's default concurrency: two jobs per flush thread, so that a
+ *   thread encodes one segment while another's files are written; 2 on the main thread) running
+ *   the SegmentFlushWorker that createFlushWorker builds from the configuration (read the WAL
+ *   range, encode Arrow, checksums, put the files and the manifest on a flush thread, commit at the
+ *   term on the main thread), once with the default flush.threads (2) and once with flush.threads
+ *   = 0 (everything on the main thread). Each worker flushes the segments first as a node's first
+ *   flushes (its threads start with the first jobs, JIT and batch buffers cold), then
+ *   `BENCH_FLUSH_PASSES` (default 3) more times on the same worker, each at a new owner term, as a
+ *   node that has been flushing (the table gives the medians: this machine's speed varies from
+ *   one second to the next); each pass is timed from the first submit until the queue is drained
+ *   with every segment committed at its term. After each pass, raw puts of the very objects it
+ *   wrote (same keys under `raw/`, same bytes, same store), as many at a time as the queue runs
  *   jobs. For two stores in the same run: the LocalObjectStore (fsync on, as in standalone) and the
  *   S3ObjectStore (the product's main store) against s3rver (test/support/s3rver.ts, with
  *   If-None-Match as MinIO has it), started in a child process so that, like a MinIO, the server's
@@ -188,26 +190,28 @@ interface StoreResult {
   threads: number;
   /** Jobs the queue ran at a time, and raw puts at a time. */
   concurrency: number;
-  /** The first pass, on a worker just built (its threads start with the first jobs), then one on the same worker, running. */
+  /** The first pass, on a worker just built (its threads start with the first jobs), then passes on the same worker, running. */
   first: PassResult;
-  running: PassResult;
+  running: PassResult[];
 }
 
 /**
  * Flushes every segment through an InlineFlushQueue and the flush worker built as standalone builds
- * them from `config` (its objectStore is `objects`; its WAL directory is the backend's), twice on
- * the same worker: first as a node's first flushes (the threads start with the first jobs, cold
- * JIT and buffers), then again as a node that has been flushing (a new owner term, so that each
- * pass commits its own segments). After each pass, the same objects are put again (under `raw/`),
- * as many at a time as the queue runs jobs.
+ * them from `config` (its objectStore is `objects`; its WAL directory is the backend's), 1 +
+ * `runningPasses` times on the same worker: first as a node's first flushes (the threads start with
+ * the first jobs, cold JIT and buffers), then again as a node that has been flushing (each pass at
+ * a new owner term, so that it commits its own segments). After each pass, the same objects are put
+ * again (under `raw/`), as many at a time as the queue runs jobs: each ratio pairs a flush with raw
+ * puts made right after it.
  */
-async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, pchannel: string, segments: SegmentRecord[], logger: Logger): Promise<StoreResult> {
+async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, pchannel: string, segments: SegmentRecord[], runningPasses: number, logger: Logger): Promise<StoreResult> {
   const worker = createFlushWorker(config, { backend, objects, meta, logger });
   const queue = new InlineFlushQueue(worker, systemClock, { logger });
   const concurrency = defaultConcurrency(worker); // what the queue runs at, as standalone runs it
   try {
     const first = await flushPass(queue, objects, meta, pchannel, segments, concurrency);
-    const running = await flushPass(queue, objects, meta, pchannel, segments, concurrency);
+    const running: PassResult[] = [];
+    for (let i = 0; i < runningPasses; i++) running.push(await flushPass(queue, objects, meta, pchannel, segments, concurrency));
     return { threads: worker.threads?.size ?? 0, concurrency, first, running };
   } finally {
     await queue.close();
@@ -273,6 +277,12 @@ async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: Me
   return { flushSec, rawSec, written, objects: flushed.length };
 }
 
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** A log whose sealed segments are flushed: its pchannel, rows per insert and what replay found. */
 interface FlushedLog {
   pchannel: string;
@@ -301,6 +311,7 @@ async function sealedSegments(backend: LocalWalBackend, meta: MetaStore, pchanne
 export async function runRecoveryBench(): Promise<void> {
   const n = Number(process.env.BENCH_REPLAY_MESSAGES ?? 1_000_000);
   const batchRows = Number(process.env.BENCH_BATCH_ROWS ?? 100);
+  const runningPasses = Number(process.env.BENCH_FLUSH_PASSES ?? 3);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-recovery-'));
   const logger = createLogger('bench');
   logger.level = 'warn';
@@ -344,21 +355,24 @@ export async function runRecoveryBench(): Promise<void> {
     const flushRows: Row[] = [];
     const written = new Map<string, { bytes: number; objects: number }>();
     const report = (store: string, flushed: FlushedLog, res: StoreResult): void => {
-      written.set(flushed.pchannel, { bytes: res.running.written, objects: res.running.objects });
+      written.set(flushed.pchannel, { bytes: res.first.written, objects: res.first.objects });
       const on = res.threads === 0 ? 'main thread' : `${res.threads} flush threads`;
-      for (const [pass, p] of [
-        [res.threads === 0 ? 'first (node just started)' : 'first (threads start with the jobs)', res.first],
-        ['running (the same worker again)', res.running],
+      const rate = (p: PassResult, sec: number): number => p.written / MB / sec;
+      for (const [pass, passes] of [
+        [res.threads === 0 ? 'first (node just started)' : 'first (threads start with the jobs)', [res.first]],
+        [`running (the same worker again): median of ${res.running.length}`, res.running],
       ] as const) {
+        const ratios = passes.map((p) => p.rawSec / p.flushSec).sort((a, b) => a - b);
         flushRows.push({
           'rows/insert': flushed.rowsPerInsert,
           store,
           'flush on': on,
           'at a time': res.concurrency,
           pass,
-          flush: `${fmt(p.written / MB / p.flushSec, 1)} MB/s`,
-          'raw puts': `${fmt(p.written / MB / p.rawSec, 1)} MB/s`,
-          ratio: fmt(p.rawSec / p.flushSec, 2),
+          flush: `${fmt(median(passes.map((p) => rate(p, p.flushSec))), 1)} MB/s`,
+          'raw puts': `${fmt(median(passes.map((p) => rate(p, p.rawSec))), 1)} MB/s`,
+          ratio: fmt(median(ratios), 2),
+          'ratios (each pass)': ratios.length === 1 ? '' : ratios.map((r) => fmt(r, 2)).join(' '),
         });
       }
     };
@@ -371,7 +385,7 @@ export async function runRecoveryBench(): Promise<void> {
       for (const flushed of logs) {
         for (const threads of threadCounts) {
           progress(`flush of ${flushed.segments.length} segments (${flushed.rowsPerInsert} rows/insert) into the ${store} object store (flush.threads = ${threads})`);
-          report(store, flushed, await flushInto(configWith(threads, objectStore), objects, backend, meta, flushed.pchannel, flushed.segments, logger));
+          report(store, flushed, await flushInto(configWith(threads, objectStore), objects, backend, meta, flushed.pchannel, flushed.segments, runningPasses, logger));
         }
       }
     };
@@ -410,7 +424,7 @@ export async function runRecoveryBench(): Promise<void> {
     };
     printTable(`Recovery: replay of a ${fmt(replay.replayed)}-message tail (local backend), beside a bare read of the same entries`, rows);
     printTable(
-      `Flush of the segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) of ${fmt(n)} rows, written as ${describe(logs[0]!, single.messages)}; and as ${describe(logs[1]!, batched.messages)}. Read the WAL range, encode Arrow, put the files, through the inline flush queue at its default concurrency (jobs at a time), twice on one worker, each pass beside raw puts of the same objects as many at a time into the same store`,
+      `Flush of the segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) of ${fmt(n)} rows, written as ${describe(logs[0]!, single.messages)}; and as ${describe(logs[1]!, batched.messages)}. Read the WAL range, encode Arrow, put the files, through the inline flush queue at its default concurrency (jobs at a time), first on a new worker then ${runningPasses} more times on it, each pass beside raw puts of the same objects as many at a time into the same store right after it (ratio = flush rate / raw rate of the pass)`,
       flushRows,
     );
   } finally {
