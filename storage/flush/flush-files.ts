@@ -79,7 +79,8 @@ export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Prom
 async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentRowCollector): Promise<void> {
   const log = await backend.open({ name: job.pchannel, term: 0, accessMode: 'ro' });
   const abort = new AbortController();
-  const opts: ReadOptions = { policy: { type: 'startFrom', id: job.fromId }, signal: abort.signal };
+  // Transient: everything kept of an entry is copied (rows into the Arrow batches, other messages decoded).
+  const opts: ReadOptions = { policy: { type: 'startFrom', id: job.fromId }, signal: abort.signal, transient: true };
   try {
     if (log.readBatches) {
       // A range is hundreds of thousands of entries: one await per batch, not per entry.

@@ -38,6 +38,12 @@ export interface ReadOptions {
   policy: DeliverPolicy;
   /** Aborting ends the iteration (the pending `next()` resolves done). */
   signal?: AbortSignal;
+  /**
+   * readBatches only: the entries' data of a batch may be overwritten once the next batch is
+   * asked for, so that the backend reads into the same memory again instead of new memory for
+   * every batch. For a reader that copies what it keeps (the flush). A backend may ignore it.
+   */
+  transient?: boolean;
 }
 
 export interface WalBackend {

@@ -854,6 +854,41 @@ describe('local backend: read-ahead', () => {
     }
   });
 
+  it('a transient batch reader reads into a few buffers again and again; a plain one keeps every entry as it was', async () => {
+    const opts = { segmentBytes: 1 << 20, readChunkBytes: 4096 };
+    const b = newBackend(opts);
+    const many = seqs(1, 600).map((i) => rec(i));
+    await writeRecords(b, 1, many);
+    const expected = many.map((data, k) => ({ seq: k + 1, data }));
+    const ro = await newBackend(opts).open({ name: P, term: 0, accessMode: 'ro' });
+    const read = async (transient: boolean): Promise<{ copies: LogEntry[]; kept: LogEntry[]; memories: Set<ArrayBufferLike>; batches: number }> => {
+      const ac = new AbortController();
+      const copies: LogEntry[] = [];
+      const kept: LogEntry[] = [];
+      const memories = new Set<ArrayBufferLike>();
+      let batches = 0;
+      for await (const batch of ro.readBatches!({ policy: { type: 'all' }, signal: ac.signal, transient })) {
+        batches++;
+        for (const e of batch) {
+          memories.add(e.data.buffer);
+          copies.push({ id: e.id, data: Buffer.from(e.data) });
+          kept.push(e);
+        }
+        if (copies.length === many.length) break;
+      }
+      ac.abort();
+      return { copies, kept, memories, batches };
+    };
+    const transient = await read(true);
+    expectRecords(transient.copies, expected); // right when taken batch by batch
+    expect(transient.batches).toBeGreaterThan(20); // ~120 KB of records in 4 KiB chunks
+    expect(transient.memories.size).toBeLessThanOrEqual(4); // the chunk read, the one read ahead, spares
+    const plain = await read(false);
+    expectRecords(plain.copies, expected);
+    expectRecords(plain.kept, expected); // entries held on to are still what they were
+    expect(plain.memories.size).toBeGreaterThan(20);
+  });
+
   it('a tail that grows while it is read ahead: every record once, in order, in this instance and another', async () => {
     const opts = { segmentBytes: 1 << 20, readChunkBytes: 4096 };
     const b = newBackend(opts);

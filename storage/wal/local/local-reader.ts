@@ -53,6 +53,8 @@ export class LocalReader {
     private readonly signal: AbortSignal | undefined,
     /** Called once when the iteration has ended and released its file. */
     private readonly onDone: () => void = () => undefined,
+    /** Spare chunk buffers of a transient reader (ReadOptions.transient), shared by its cursors. */
+    private readonly spareChunks?: Buffer[],
   ) {
     if (start.kind === 'seq') this.next = start.seq;
     else if (start.kind === 'latest') {
@@ -227,7 +229,7 @@ export class LocalReader {
         if (errnoCode(e) === 'ENOENT') continue; // truncated meanwhile: look again
         throw e;
       }
-      const cursor = new SegmentCursor(fd, file, this.ctx.opts.readChunkBytes);
+      const cursor = new SegmentCursor(fd, file, this.ctx.opts.readChunkBytes, this.spareChunks);
       if (this.stopped()) {
         await cursor.close();
         return false;

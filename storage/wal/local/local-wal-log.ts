@@ -52,17 +52,20 @@ export class LocalWalLog implements WalLog {
   }
 
   read(opts: ReadOptions): AsyncIterable<LogEntry> {
-    return this.newReader(opts).run();
+    return this.newReader(opts, false).run();
   }
 
-  /** read(), the entries in batches of up to one chunk's worth (WalLog.readBatches). */
+  /**
+   * read(), the entries in batches of up to one chunk's worth (WalLog.readBatches); `transient`:
+   * the reader reads chunk after chunk into the same few buffers.
+   */
   readBatches(opts: ReadOptions): AsyncIterable<LogEntry[]> {
-    return this.newReader(opts).runBatches();
+    return this.newReader(opts, opts.transient === true).runBatches();
   }
 
   /** The start is fixed here (matters for Latest); the files are opened on the first next(). */
-  private newReader(opts: ReadOptions): LocalReader {
-    const reader: LocalReader = new LocalReader(this.readerCtx, startOf(opts.policy), opts.signal, () => this.readers.delete(reader));
+  private newReader(opts: ReadOptions, transient: boolean): LocalReader {
+    const reader: LocalReader = new LocalReader(this.readerCtx, startOf(opts.policy), opts.signal, () => this.readers.delete(reader), transient ? [] : undefined);
     this.readers.add(reader);
     return reader;
   }

@@ -40,6 +40,8 @@ export class CursorClosedError extends Error {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Spare chunk buffers a transient reader keeps: the one read ahead and the one read next. */
+const MAX_SPARE_CHUNKS = 2;
 
 export class SegmentCursor {
   /** File offset of the next record. */
@@ -68,6 +70,12 @@ export class SegmentCursor {
     private readonly fd: number,
     readonly file: SegmentFile,
     private readonly chunkBytes: number,
+    /**
+     * Chunk buffers to read into again (a transient reader's: see ReadOptions.transient). A buffer
+     * goes back here when the cursor reads the next chunk: by then the entries of the batches that
+     * were handed out of it are no longer used.
+     */
+    private readonly spareChunks?: Buffer[],
   ) {
     this.seq = file.firstSeq;
   }
@@ -199,10 +207,11 @@ export class SegmentCursor {
       const done = await ahead.read.catch(() => undefined);
       if (this.closed) throw new CursorClosedError();
       if (done && ahead.position === position && ahead.size >= size && done.n === ahead.size) ({ buf, n } = done);
+      else if (done) this.spare(done.buf);
     }
     if (buf === undefined) {
       const into = scratch !== undefined && scratch.length >= size ? scratch : undefined;
-      buf = into ?? Buffer.allocUnsafe(size);
+      buf = into ?? this.newChunk(size);
       const io = readAt(this.fd, buf, 0, size, position);
       this.io = io;
       try {
@@ -212,8 +221,13 @@ export class SegmentCursor {
       }
       // A short read of a regular file means end of file. Keep small reads in a right-sized copy, so
       // that entries handed out do not pin a mostly empty chunk.
-      if (n < size >>> 2 && into === undefined) buf = Buffer.from(buf.subarray(0, n));
+      if (n < size >>> 2 && into === undefined) {
+        const read = buf;
+        buf = Buffer.from(buf.subarray(0, n));
+        this.spare(read);
+      }
     }
+    if (buf !== this.buf) this.spare(this.buf);
     this.buf = buf;
     this.bufStart = position;
     this.bufLen = n;
@@ -221,6 +235,17 @@ export class SegmentCursor {
     this.readAheadFrom = -1;
     this.filled = n === size && scratch === undefined ? n : 0;
     return n;
+  }
+
+  /** A buffer of `size` bytes to read into: a spare chunk buffer when there is one. */
+  private newChunk(size: number): Buffer {
+    return (size === this.chunkBytes ? this.spareChunks?.pop() : undefined) ?? Buffer.allocUnsafe(size);
+  }
+
+  /** Keeps a chunk buffer nobody reads from any more for a later read (a transient reader's; at most a few). */
+  private spare(buf: Buffer): void {
+    const spare = this.spareChunks;
+    if (spare !== undefined && buf.length === this.chunkBytes && spare.length < MAX_SPARE_CHUNKS) spare.push(buf);
   }
 
   /**
@@ -232,7 +257,7 @@ export class SegmentCursor {
     if (at === 0 || this.closed) return; // a record larger than the chunk: fillRecord reads it whole
     const position = this.bufStart + at;
     const size = this.chunkBytes;
-    const buf = Buffer.allocUnsafe(size);
+    const buf = this.newChunk(size);
     const read = readAt(this.fd, buf, 0, size, position).then((n) => ({ buf, n }));
     read.catch(() => undefined); // an error surfaces, if at all, through the read that replaces it
     this.ahead = { position, size, read };
