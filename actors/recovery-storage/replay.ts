@@ -9,7 +9,7 @@ import type { Logger } from '../../runtime/logger';
 import { decodeHeader, decodeMessage } from '../../runtime/message/codec';
 import type { MessageId } from '../../runtime/message/message-id';
 import type { LogMessage } from '../../runtime/message/types';
-import type { WalLog } from '../../storage/wal/backend';
+import { forEachEntry, type WalLog } from '../../storage/wal/backend';
 import type { MetaStore } from '../../storage/meta/meta-store';
 import { applyFlushed, loadRecoveryState } from './persisted';
 import type { RecoveryState } from './state';
@@ -60,43 +60,40 @@ export async function recover(opts: {
   // Read from the idempotency window's start when it is before the checkpoint: messages up to the
   // checkpoint only rebuild the window, the rest also rebuild the state.
   const from = cp === undefined ? undefined : cp.windowFrom !== undefined && cp.windowFrom < cp.id ? cp.windowFrom : cp.id;
-  const abort = new AbortController();
   const t0 = clock.monotonic();
   let lastReport = t0;
   let replayed = 0;
   const startSeq = cp ? seqOf(cp.id) : 1;
   const endSeq = seqOf(untilId);
-  try {
-    for await (const entry of log.read({ policy: from ? { type: 'startFrom', id: from } : { type: 'all' }, signal: abort.signal })) {
-      if (entry.id >= untilId) break;
-      // Headers are enough for everything but CreateCollection (its schema): skip decoding bodies.
-      const verified = entry.verified === true ? VERIFIED : undefined;
-      const h = decodeHeader(entry.data, verified);
-      const aboveCheckpoint = h.timetick > skipAtOrBelow;
-      const m = (aboveCheckpoint && h.type === 'CreateCollection' ? decodeMessage(entry.data, verified) : h) as LogMessage;
-      m.id = entry.id;
-      m.size = entry.data.length;
-      opts.onMessage?.(m);
-      if (!aboveCheckpoint) continue;
-      state.observe(m);
-      replayed++;
-      const now = clock.monotonic();
-      if (now - lastReport >= (opts.progressEveryMs ?? 1000)) {
-        lastReport = now;
-        const rate = replayed / ((now - t0) / 1000);
-        const cur = seqOf(entry.id);
-        const p: ReplayProgress = { pchannel, replayed, ratePerSec: Math.round(rate) };
-        if (cur !== undefined && endSeq !== undefined && startSeq !== undefined && rate > 0) {
-          p.etaSec = Math.max(0, (endSeq - cur) / rate);
-          p.total = Math.max(replayed, endSeq - startSeq);
-        }
-        logger.info('replaying pchannel', { ...p, ...(p.etaSec !== undefined ? { etaSec: Math.round(p.etaSec) } : {}) });
-        opts.onProgress?.(p);
+  // Transient: nothing of an entry is kept but what is decoded from it.
+  await forEachEntry(log, { policy: from ? { type: 'startFrom', id: from } : { type: 'all' }, transient: true }, (entry) => {
+    if (entry.id >= untilId) return false;
+    // Headers are enough for everything but CreateCollection (its schema): skip decoding bodies.
+    const verified = entry.verified === true ? VERIFIED : undefined;
+    const h = decodeHeader(entry.data, verified);
+    const aboveCheckpoint = h.timetick > skipAtOrBelow;
+    const m = (aboveCheckpoint && h.type === 'CreateCollection' ? decodeMessage(entry.data, verified) : h) as LogMessage;
+    m.id = entry.id;
+    m.size = entry.data.length;
+    opts.onMessage?.(m);
+    if (!aboveCheckpoint) return true;
+    state.observe(m);
+    replayed++;
+    const now = clock.monotonic();
+    if (now - lastReport >= (opts.progressEveryMs ?? 1000)) {
+      lastReport = now;
+      const rate = replayed / ((now - t0) / 1000);
+      const cur = seqOf(entry.id);
+      const p: ReplayProgress = { pchannel, replayed, ratePerSec: Math.round(rate) };
+      if (cur !== undefined && endSeq !== undefined && startSeq !== undefined && rate > 0) {
+        p.etaSec = Math.max(0, (endSeq - cur) / rate);
+        p.total = Math.max(replayed, endSeq - startSeq);
       }
+      logger.info('replaying pchannel', { ...p, ...(p.etaSec !== undefined ? { etaSec: Math.round(p.etaSec) } : {}) });
+      opts.onProgress?.(p);
     }
-  } finally {
-    abort.abort();
-  }
+    return true;
+  });
   // After the replay: a segment committed by the flush worker after its record was last persisted
   // first gets the rows and the flush marker its record lacks, then its flushed state.
   applyFlushed(state, flushed);

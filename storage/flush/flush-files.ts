@@ -10,7 +10,7 @@
  */
 import { MessageScanner, decodeLazily } from '../../runtime/message/codec';
 import type { DeleteMessage, LogMessage } from '../../runtime/message/types';
-import type { LogEntry, ReadOptions, WalBackend } from '../wal/backend';
+import { forEachEntry, type LogEntry, type WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
 import { SegmentEncoder, writeSegmentData, type DeleteBatch } from '../segments/segment-writer';
 import { BatchBufferPool } from '../segments/table-builder';
@@ -78,18 +78,10 @@ export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Prom
 /** Feeds the segment's WAL range to the collector until it has everything. */
 async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentRowCollector): Promise<void> {
   const log = await backend.open({ name: job.pchannel, term: 0, accessMode: 'ro' });
-  const abort = new AbortController();
-  // Transient: everything kept of an entry is copied (rows into the Arrow batches, other messages decoded).
-  const opts: ReadOptions = { policy: { type: 'startFrom', id: job.fromId }, signal: abort.signal, transient: true };
   try {
-    if (log.readBatches) {
-      // A range is hundreds of thousands of entries: one await per batch, not per entry.
-      for await (const batch of log.readBatches(opts)) for (const entry of batch) if (!collector.take(entry)) return;
-    } else {
-      for await (const entry of log.read(opts)) if (!collector.take(entry)) return;
-    }
+    // Transient: everything kept of an entry is copied (rows into the Arrow batches, other messages decoded).
+    await forEachEntry(log, { policy: { type: 'startFrom', id: job.fromId }, transient: true }, (entry) => collector.take(entry));
   } finally {
-    abort.abort();
     await log.close();
   }
 }

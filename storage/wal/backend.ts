@@ -94,3 +94,26 @@ export function validateChannel(channel: PChannelInfo): void {
   const modes: readonly AccessMode[] = ['rw', 'ro'];
   if (!modes.includes(channel.accessMode)) throw invalidArgument('access mode must be rw or ro', { accessMode: channel.accessMode });
 }
+
+/**
+ * Hands the entries of `log` from `opts.policy` on to `take` until it returns false, in batches
+ * when the log offers readBatches (a long range is hundreds of thousands of entries: one await per
+ * batch, not per entry), one by one otherwise. The iteration is ended (aborted) when it returns.
+ * With `opts.transient`, `take` must copy whatever it keeps of an entry.
+ */
+export async function forEachEntry(log: WalLog, opts: ReadOptions, take: (entry: LogEntry) => boolean): Promise<void> {
+  const abort = new AbortController();
+  const stop = (): void => abort.abort();
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  const read: ReadOptions = { ...opts, signal: abort.signal };
+  try {
+    if (log.readBatches) {
+      for await (const batch of log.readBatches(read)) for (const entry of batch) if (!take(entry)) return;
+    } else {
+      for await (const entry of log.read(read)) if (!take(entry)) return;
+    }
+  } finally {
+    opts.signal?.removeEventListener('abort', stop);
+    abort.abort();
+  }
+}
