@@ -935,6 +935,22 @@ export class InsertColumns {
   readonly valuesLength: number[] = [];
   /** varchar and json: where the rows' u32 LE byte lengths start; -1 for the other types. */
   readonly lengthsAt: number[] = [];
+  /**
+   * Changes whenever an insert's columns are not laid out as the last one's; the same value means
+   * the same names, types, row counts and dimensions in the same order (a reader may keep what it
+   * worked out from them, as SegmentEncoder keeps the columns' fields).
+   */
+  shape = 0;
+  /** The last layout relative to its body, to recognise the next insert of the same shape. */
+  private last: { bodyLength: number; textual: boolean; count: number; ranges: number[]; signature: Uint8Array; nameAt: number[]; valuesAt: number[] } = {
+    bodyLength: -1,
+    count: 0,
+    textual: true,
+    ranges: [],
+    signature: new Uint8Array(0),
+    nameAt: [],
+    valuesAt: [],
+  };
 
   /** Whether column i's name is `utf8` (its UTF-8 bytes), without decoding it. */
   nameIs(i: number, utf8: Uint8Array): boolean {
@@ -949,6 +965,59 @@ export class InsertColumns {
   /** Column i's name. */
   name(i: number): string {
     return this.bytes.toString('utf8', this.nameAt[i]!, this.nameAt[i]! + this.nameLength[i]!);
+  }
+
+  /**
+   * Keeps the layout just made of the body at `bodyStart` (`ranges`: pairs of offset from the body
+   * and length of the bytes that describe the columns: count, names, types, rows, dimensions).
+   */
+  remember(bodyStart: number, bodyLength: number, textual: boolean, ranges: number[]): void {
+    let total = 0;
+    for (let k = 1; k < ranges.length; k += 2) total += ranges[k]!;
+    const signature = new Uint8Array(total);
+    for (let k = 0, o = 0; k < ranges.length; k += 2) {
+      signature.set(this.bytes.subarray(bodyStart + ranges[k]!, bodyStart + ranges[k]! + ranges[k + 1]!), o);
+      o += ranges[k + 1]!;
+    }
+    this.last = {
+      bodyLength,
+      textual,
+      count: this.count,
+      ranges: [...ranges],
+      signature,
+      nameAt: this.nameAt.slice(0, this.count).map((a) => a - bodyStart),
+      valuesAt: this.valuesAt.slice(0, this.count).map((a) => a - bodyStart),
+    };
+    this.shape++;
+  }
+
+  /** Nothing to recognise until the next layout is remembered (one is being made afresh). */
+  forget(): void {
+    this.last.bodyLength = -1;
+  }
+
+  /**
+   * Lays out the body of `bodyLength` bytes at `bodyStart` of `bytes` as the last one, when it has
+   * the same length and the same bytes where the columns are described (fixed-width columns only:
+   * there everything else lies where it lay). False when it does not: lay it out afresh.
+   */
+  sameAsLast(bytes: Buffer, bodyStart: number, bodyLength: number): boolean {
+    const last = this.last;
+    if (last.textual || bodyLength !== last.bodyLength) return false;
+    const { ranges, signature } = last;
+    for (let k = 0, o = 0; k < ranges.length; k += 2) {
+      const at = bodyStart + ranges[k]!;
+      const n = ranges[k + 1]!;
+      for (let i = 0; i < n; i++) if (bytes[at + i] !== signature[o + i]) return false;
+      o += n;
+    }
+    this.bytes = bytes;
+    this.count = last.count;
+    for (let i = 0; i < this.count; i++) {
+      this.nameAt[i] = bodyStart + last.nameAt[i]!;
+      this.valuesAt[i] = bodyStart + last.valuesAt[i]!;
+    }
+    return true;
   }
 }
 
@@ -1077,9 +1146,19 @@ export class MessageScanner {
         if (actual !== expected) throw decodeError('body checksum mismatch');
       }
       const r = this.reader;
+      const columns = this.columns;
+      if (columns.sameAsLast(this.bytes, start, this.bodyLength)) {
+        // Described as the last one: only the values are left to check, as layOutColumns checks them.
+        for (let i = 0; i < columns.count; i++) {
+          const type = columns.type[i]!;
+          if (type === 'int64') checkSafeInts(r, columns.valuesAt[i]!, columns.rows[i]!);
+          else if (type === 'bool') checkBools(this.bytes, columns.valuesAt[i]!, columns.rows[i]!);
+        }
+        return;
+      }
       r.pos = start;
       r.end = start + this.bodyLength;
-      layOutColumns(r, this.columns);
+      layOutColumns(r, columns);
       if (r.remaining !== 0) throw decodeError('malformed body', { trailing: r.remaining });
     } catch (e) {
       throw asDecodeError(e);
@@ -1094,10 +1173,16 @@ function skip(r: ByteReader, n: number): void {
 
 /** Walks an Insert body's columns (at `r`), checking them as readColumns does, into `out`. */
 function layOutColumns(r: ByteReader, out: InsertColumns): void {
+  out.forget();
   out.bytes = r.buf;
   out.count = 0;
+  const bodyStart = r.pos;
+  /** Where the columns are described, relative to the body: pairs of offset and length. */
+  const ranges = [0, 4];
+  let textual = false;
   const count = r.u32();
   for (let i = 0; i < count; i++) {
+    const columnStart = r.pos;
     const nameLength = r.u32();
     const nameAt = r.pos;
     skip(r, nameLength);
@@ -1149,6 +1234,8 @@ function layOutColumns(r: ByteReader, out: InsertColumns): void {
     }
     const valuesAt = r.pos;
     skip(r, size);
+    if (lengthsAt >= 0) textual = true;
+    else ranges.push(columnStart - bodyStart, valuesAt - columnStart);
     out.type[i] = type;
     out.rows[i] = rows;
     out.dim[i] = dim;
@@ -1159,6 +1246,7 @@ function layOutColumns(r: ByteReader, out: InsertColumns): void {
     out.lengthsAt[i] = lengthsAt;
     out.count = i + 1;
   }
+  if (r.remaining === 0) out.remember(bodyStart, r.pos - bodyStart, textual, ranges);
 }
 
 function checkBools(buf: Uint8Array, at: number, n: number): void {

@@ -497,9 +497,73 @@ describe('MessageScanner', () => {
     expect(thrown(() => s.scan(bytes.subarray(0, bytes.length - 1), { verified: true }))).toBeInstanceOf(MessageDecodeError);
   });
 
-  it('accepts exactly what the decoders accept, garbage behind valid checksums included (seeded)', () => {
+  /** Fixed-width columns only (no text): inserts of one shape are recognised from the last one. */
+  function fixedColumns(seed: number, rows: number): Column[] {
+    const random = rng(seed);
+    return [
+      { name: 'id', type: 'int64', data: Array.from({ length: rows }, () => Math.floor(random() * 2 ** 40)) },
+      { name: 'flag', type: 'bool', data: Array.from({ length: rows }, () => random() < 0.5) },
+      { name: 'n', type: 'int32', data: Array.from({ length: rows }, () => Math.floor(random() * 1000) - 500) },
+      { name: 'x', type: 'double', data: Array.from({ length: rows }, () => random()) },
+      { name: 'vec', type: 'floatVector', dim: 3, data: Float32Array.from({ length: rows * 3 }, () => random()) },
+    ];
+  }
+
+  it('lays out inserts of one shape after another right, values and all, and tells when the shape changes', () => {
+    const s = new MessageScanner();
+    const shapes: number[] = [];
+    // Same shape (2 rows) with new values, then 3 rows, then 2 rows again, then another column order.
+    const inserts = [1, 2, 3].map((k) => fixedColumns(k, 2));
+    inserts.push(fixedColumns(4, 3), fixedColumns(5, 2), fixedColumns(6, 2).reverse(), fixedColumns(7, 2).reverse());
+    // Side by side in one block, as a WAL chunk holds them.
+    const encoded = inserts.map((c) => encodeMessage(insert({}, c, c[0]!.data.length)));
+    const block = Buffer.concat(encoded);
+    let at = 0;
+    encoded.forEach((e, k) => {
+      s.scan(block.subarray(at, at + e.length));
+      s.scanInsertColumns();
+      at += e.length;
+      shapes.push(s.columns.shape);
+      inserts[k]!.forEach((c, i) => expect({ k, i, got: layoutOf(s, i) }).toEqual({ k, i, got: { name: c.name, type: c.type, rows: c.type === 'floatVector' ? c.data.length / c.dim : c.data.length, ...expectedLayout(c) } }));
+    });
+    expect(shapes[1]).toBe(shapes[0]);
+    expect(shapes[2]).toBe(shapes[0]);
+    expect(new Set([shapes[0], shapes[3], shapes[4], shapes[5]]).size).toBe(4);
+    expect(shapes[6]).toBe(shapes[5]);
+  });
+
+  it('an insert of the last shape still has its values checked, and a bad one does not spoil the next', () => {
+    const s = new MessageScanner();
+    const good = Buffer.from(encodeMessage(insert({}, fixedColumns(1, 2), 2)));
+    s.scan(good);
+    s.scanInsertColumns();
+    const shape = s.columns.shape;
+    // The same shape, an unsafe int64 and a bool byte of 2: the checks of a fresh layout.
+    const id = s.columns.valuesAt[0]! - good.byteOffset;
+    const flag = s.columns.valuesAt[1]! - good.byteOffset;
+    const unsafe = Buffer.from(good);
+    unsafe.writeBigInt64LE(2n ** 60n, id);
+    reseal(unsafe);
+    const bool = Buffer.from(good);
+    bool[flag + 1] = 2;
+    reseal(bool);
+    for (const bad of [unsafe, bool]) {
+      s.scan(bad);
+      expect(thrown(() => s.scanInsertColumns())).toBeInstanceOf(MessageDecodeError);
+      expect(thrown(() => decodeMessage(bad))).toBeInstanceOf(MessageDecodeError);
+    }
+    s.scan(good);
+    s.scanInsertColumns();
+    expect(s.columns.shape).toBe(shape);
+    expect(layoutOf(s, 0).values).toEqual(expectedLayout(fixedColumns(1, 2)[0]!).values);
+  });
+
+  it.each([
+    ['every column type', () => insert({ txn: { id: 42n, keepaliveMs: 1000 }, idempotencyKey: 'k' })],
+    ['fixed-width columns (recognised from the last insert)', () => insert({}, fixedColumns(3, 4), 4)],
+  ])('accepts exactly what the decoders accept, garbage behind valid checksums included (seeded): %s', (_name, make) => {
     const random = rng(7);
-    const original = Buffer.from(encodeMessage(insert({ txn: { id: 42n, keepaliveMs: 1000 }, idempotencyKey: 'k' })));
+    const original = Buffer.from(encodeMessage(make()));
     const failures: string[] = [];
     const s = new MessageScanner();
     for (let n = 0; n < 20_000; n++) {
@@ -510,6 +574,11 @@ describe('MessageScanner', () => {
         b[i] = random() < 0.5 ? Math.floor(random() * 256) : random() < 0.5 ? 0xff : 0;
       }
       reseal(b);
+      // Every other round the original first, so that the next is checked against its layout.
+      if (n % 2 === 0) {
+        s.scan(original);
+        s.scanInsertColumns();
+      }
       // scan alone is decodeHeader; scan then scanInsertColumns is decodeMessage.
       const header = thrown(() => decodeHeader(b));
       const full = thrown(() => decodeMessage(b));

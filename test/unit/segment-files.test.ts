@@ -410,6 +410,49 @@ describe(`segment files (seed ${SEED})`, () => {
       }
     });
 
+    it('gives the bytes encodeSegment gives for a long run of inserts of one shape, read from one block as the WAL hands them out', () => {
+      const fixed: CollectionSchema = {
+        fields: [
+          { name: 'id', type: 'int64', primaryKey: true },
+          { name: 'flag', type: 'bool' },
+          { name: 'n', type: 'int32' },
+          { name: 'x', type: 'double' },
+          { name: 'vec', type: 'floatVector', dim: 4 },
+        ],
+      };
+      const random = seededRandom(99);
+      // Single-row inserts (one shape), then a few of 3 rows (another), then single rows again.
+      const inserts: InsertBatch[] = Array.from({ length: 600 }, (_, i) => {
+        const rows = i >= 300 && i < 310 ? 3 : 1;
+        return {
+          timetick: BigInt(1000 + i),
+          columns: [
+            { name: 'id', type: 'int64', data: Array.from({ length: rows }, (_, k) => 10 * i + k) },
+            { name: 'flag', type: 'bool', data: Array.from({ length: rows }, () => random.int(2) === 1) },
+            { name: 'n', type: 'int32', data: Array.from({ length: rows }, () => random.int(1000)) },
+            { name: 'x', type: 'double', data: Array.from({ length: rows }, () => random.int(10_000) / 7) },
+            { name: 'vec', type: 'floatVector', dim: 4, data: Float32Array.from({ length: 4 * rows }, () => random.int(100) / 3) },
+          ],
+        };
+      });
+      const fixedInput: SegmentInput = { ...REF, schema: fixed, inserts, deletes: [] };
+      const messages = inserts.map((b) => encodeMessage({ type: 'Insert', vchannel: 'v', timetick: b.timetick, lastConfirmedId: '', term: 1, header: { ...REF, rows: 0, bytes: 0 }, body: { columns: [...b.columns] } }));
+      const block = Buffer.concat(messages);
+      const segment = new SegmentEncoder(fixedInput, { maxRowsPerBatch: 128 });
+      const scan = new MessageScanner();
+      let at = 0;
+      for (const m of messages) {
+        scan.scan(block.subarray(at, at + m.length));
+        at += m.length;
+        scan.scanInsertColumns();
+        segment.addScannedInsert(scan.columns, scan.timetick());
+      }
+      const got = segment.finish();
+      const want = encodeSegment(fixedInput, { maxRowsPerBatch: 128 });
+      expect(got.manifest).toEqual(want.manifest);
+      for (const [k, v] of want.files) expect({ k, same: Buffer.from(got.files.get(k)!).equals(Buffer.from(v)) }).toEqual({ k, same: true });
+    });
+
     it('finds columns in any order, and by name when the order changes between inserts', () => {
       const segment = new SegmentEncoder(input, { maxRowsPerBatch: 100 });
       const want = new SegmentEncoder(input, { maxRowsPerBatch: 100 });
