@@ -90,67 +90,83 @@ const X2N = ((): number[] => {
   return t;
 })();
 
-/** x^(8 × bytes) modulo the polynomial: the operator that moves a CRC past `bytes` zero bytes. */
-function shiftOperator(bytes: number): number {
-  let p = 0x80000000; // x^0
-  let k = 3; // 8 = 2^3
-  for (let n = bytes; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) p = multModP(X2N[k & 31]!, p);
-  return p;
+/** The byte tables of multiplication by `op`: T[256k + v] = op × (v << 8k), so that op × c is four lookups. */
+function shiftTables(op: number): Int32Array {
+  const t = new Int32Array(1024);
+  for (let k = 0; k < 4; k++) for (let v = 0; v < 256; v++) t[256 * k + v] = multModP(op, (v << (8 * k)) >>> 0);
+  return t;
 }
 
-/** Uses of one shift after which its tables (4 KiB, ~1,000 multiplications) are built. */
+function applyTables(t: Int32Array, crc: number): number {
+  return (t[crc & 0xff]! ^ t[256 + ((crc >>> 8) & 0xff)]! ^ t[512 + ((crc >>> 16) & 0xff)]! ^ t[768 + (crc >>> 24)]!) >>> 0;
+}
+
+/** POW2[k]: the tables of x^(8 × 2^k), the shift past 2^k bytes; made when first needed. */
+const POW2: (Int32Array | undefined)[] = [];
+
+/**
+ * crc moved past `bytes` bytes: shift(crc(A), |B|) ^ crc(B) = crc(A‖B). One table multiplication
+ * per bit of `bytes` (each four lookups); for a length that repeats, Crc32Shifts is faster.
+ */
+export function shiftCrc32(crc: number, bytes: number): number {
+  return shiftByBits(crc, bytes);
+}
+
+function shiftByBits(crc: number, bytes: number): number {
+  for (let k = 0, n = bytes; n > 0; k++, n = Math.floor(n / 2)) {
+    if (n % 2 === 1) crc = applyTables((POW2[k] ??= shiftTables(X2N[(k + 3) & 31]!)), crc);
+  }
+  return crc;
+}
+
+/** Uses of one length after which it gets tables of its own (4 KiB): then a shift is four lookups. */
 const TABLE_AFTER_USES = 64;
-/** Lengths kept; past that the cache starts over (lengths of a log's records mostly repeat). */
+/** Lengths kept (a log's records mostly have few distinct lengths); others are shifted bit by bit. */
 const MAX_SHIFTS = 256;
 
 /** Moves a CRC past a fixed number of bytes (see Crc32Shifts). */
 export class Crc32Shift {
   private uses = 0;
-  /** T[256k + v] = op × (v << 8k): once built, a shift is four lookups. */
   private tables: Int32Array | undefined;
 
   constructor(
     /** The number of bytes. */
     readonly bytes: number,
-    /** x^(8 × bytes) modulo the polynomial. */
-    private readonly op: number = shiftOperator(bytes),
   ) {}
 
   /** shift(crc(A)) ^ crc(B) = crc(A‖B) for |B| = bytes. */
   apply(crc: number): number {
     const t = this.tables;
-    if (t !== undefined) return (t[crc & 0xff]! ^ t[256 + ((crc >>> 8) & 0xff)]! ^ t[512 + ((crc >>> 16) & 0xff)]! ^ t[768 + (crc >>> 24)]!) >>> 0;
-    if (++this.uses === TABLE_AFTER_USES) this.tables = shiftTables(this.op);
-    return multModP(this.op, crc);
+    if (t !== undefined) return applyTables(t, crc);
+    if (++this.uses === TABLE_AFTER_USES) {
+      // x^(8 × bytes): the shift of x^0 (bit 31) past the bytes.
+      this.tables = shiftTables(shiftByBits(0x80000000, this.bytes));
+    }
+    return shiftByBits(crc, this.bytes);
   }
 }
 
 /**
  * CRC-32 combination, as zlib's crc32_combine: for bytes A then B, crc(A‖B) = shift(crc(A), |B|)
- * ^ crc(B). A shift is a multiplication modulo the polynomial: a 32-step loop, or four table
- * lookups for a length used often (the records of a log mostly have few distinct lengths). With
- * it a reader checks many records' CRCs with one native crc32 call over all of them (see the local
- * WAL's record format) instead of one call each. `of(bytes)` gives the shift by that many bytes,
- * kept for the next time.
+ * ^ crc(B), where a shift is a multiplication by x^(8|B|) modulo the polynomial. A shift past any
+ * length is one table multiplication (four lookups) per bit of the length; a length used often
+ * gets tables of its own, one multiplication in all (the records of a log mostly have few
+ * distinct lengths). With it a reader checks many records' CRCs with one native crc32 call over
+ * all of them (see the local WAL's record format) instead of one call each. `of(bytes)` gives the
+ * shift past that many bytes, kept for the next time (the first MAX_SHIFTS lengths).
  */
 export class Crc32Shifts {
   private readonly shifts = new Map<number, Crc32Shift>();
 
-  of(bytes: number): Crc32Shift {
+  /** The shift past `bytes` bytes; undefined when MAX_SHIFTS other lengths are kept already (use shiftCrc32). */
+  of(bytes: number): Crc32Shift | undefined {
     let s = this.shifts.get(bytes);
-    if (s === undefined) {
-      if (this.shifts.size >= MAX_SHIFTS) this.shifts.clear();
+    if (s === undefined && this.shifts.size < MAX_SHIFTS) {
       s = new Crc32Shift(bytes);
       this.shifts.set(bytes, s);
     }
     return s;
   }
-}
-
-function shiftTables(op: number): Int32Array {
-  const t = new Int32Array(1024);
-  for (let k = 0; k < 4; k++) for (let v = 0; v < 256; v++) t[256 * k + v] = multModP(op, (v << (8 * k)) >>> 0);
-  return t;
 }
 
 const CRC_TABLE = ((): Int32Array => {

@@ -988,12 +988,16 @@ export class InsertColumns {
       nameAt: this.nameAt.slice(0, this.count).map((a) => a - bodyStart),
       valuesAt: this.valuesAt.slice(0, this.count).map((a) => a - bodyStart),
     };
-    this.shape++;
   }
 
-  /** Nothing to recognise until the next layout is remembered (one is being made afresh). */
+  /**
+   * Nothing to recognise until the next layout is remembered (one is being made afresh, or the
+   * last was of a refused message); the shape changes, so nothing worked out from the last one is
+   * used again.
+   */
   forget(): void {
     this.last.bodyLength = -1;
+    this.shape++;
   }
 
   /**
@@ -1024,9 +1028,9 @@ export class InsertColumns {
 /**
  * Reads messages one after another without allocating per message, for readers that go through
  * hundreds of thousands of them and use little of each (the flush worker): `scan` checks a
- * message's envelope (as decodeHeader does) and notes where its common header fields are; for an
- * Insert it also reads the type header (segmentId) and, on `scanInsertColumns`, checks the body
- * exactly as decodeMessage would and lays out its columns in `columns`. Anything else is decoded
+ * message's envelope and header exactly as decodeHeader does and notes where its common header
+ * fields are (an Insert's collection, partition and segment too); on `scanInsertColumns` it checks
+ * an Insert's body exactly as decodeMessage would and lays out its columns in `columns`. Anything else is decoded
  * with decodeLazily or decodeMessage. Everything describes the last scanned message only.
  * Errors are MessageDecodeError, as from the decoders.
  */
@@ -1098,10 +1102,11 @@ export class MessageScanner {
         r.safeInt(); // rows
         r.safeInt(); // bytes
         this.segmentId = r.safeInt();
-        if (r.remaining !== 0) throw decodeError('malformed header', { trailing: r.remaining });
       } else {
         this.collectionId = this.partitionId = this.segmentId = 0;
+        checkTypeHeader(r, type);
       }
+      if (r.remaining !== 0) throw decodeError('malformed header', { trailing: r.remaining });
     } catch (e) {
       throw asDecodeError(e);
     }
@@ -1161,8 +1166,46 @@ export class MessageScanner {
       layOutColumns(r, columns);
       if (r.remaining !== 0) throw decodeError('malformed body', { trailing: r.remaining });
     } catch (e) {
+      this.columns.forget(); // what is laid out is of a message that was refused: nothing to go on
       throw asDecodeError(e);
     }
+  }
+}
+
+/** Reads over the type-specific header of a type other than Insert, checking it as readTypeHeader does. */
+function checkTypeHeader(r: ByteReader, type: Exclude<MessageType, 'Insert'>): void {
+  const ints = (n: number): void => {
+    for (let i = 0; i < n; i++) r.safeInt();
+  };
+  const idList = (): void => {
+    const n = r.u32();
+    r.need(8 * n);
+    ints(n);
+  };
+  switch (type) {
+    case 'TimeTick':
+    case 'CommitTxn':
+    case 'RollbackTxn':
+    case 'Txn':
+      return;
+    case 'Delete':
+    case 'Flush':
+      return ints(3);
+    case 'CreateCollection':
+      ints(1);
+      return idList();
+    case 'DropCollection':
+    case 'BeginTxn':
+      return ints(1);
+    case 'CreatePartition':
+    case 'DropPartition':
+      return ints(2);
+    case 'ManualFlush':
+      ints(1);
+      skip(r, 8); // flushTs, a u64
+      return idList();
+    case 'CreateSegment':
+      return ints(5);
   }
 }
 

@@ -102,6 +102,7 @@ export function validateChannel(channel: PChannelInfo): void {
  * With `opts.transient`, `take` must copy whatever it keeps of an entry.
  */
 export async function forEachEntry(log: WalLog, opts: ReadOptions, take: (entry: LogEntry) => boolean): Promise<void> {
+  if (opts.signal?.aborted) return;
   const abort = new AbortController();
   const stop = (): void => abort.abort();
   opts.signal?.addEventListener('abort', stop, { once: true });

@@ -1,7 +1,7 @@
 /** runtime/crc32: the native CRC-32 where it loads, zlib's otherwise — the same values either way. */
 import * as zlib from 'node:zlib';
 import { seededRandom } from '../../runtime/clock';
-import { Crc32Shifts, crc32, crc32Implementation, crc32Small } from '../../runtime/crc32';
+import { Crc32Shifts, crc32, crc32Implementation, crc32Small, shiftCrc32 } from '../../runtime/crc32';
 
 describe('crc32', () => {
   it('uses the native implementation on this platform (its binary is installed with the package)', () => {
@@ -73,11 +73,11 @@ describe('crc32', () => {
 });
 
 describe('crc32 combination', () => {
-  it('shift(crc(A), |B|) ^ crc(B) is crc(A‖B) for any A and B, before and after a length gets its tables', () => {
+  it('shift(crc(A), |B|) ^ crc(B) is crc(A‖B) for any A and B: bit by bit, and kept for a length (before and after it gets its tables)', () => {
     const random = seededRandom(20261206);
     const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => random.int(256)));
     const shifts = new Crc32Shifts();
-    const lengths = [0, 1, 2, 3, 4, 7, 8, 255, 256, 566, 4096, 65_537];
+    const lengths = [0, 1, 2, 3, 4, 7, 8, 255, 256, 566, 4096, 65_537, 1_048_583];
     for (let i = 0; i < 60; i++) lengths.push(random.int(20_000));
     // 566 many times: past the uses after which its tables are built, with every kind of CRC value.
     for (let i = 0; i < 300; i++) lengths.push(566);
@@ -85,16 +85,24 @@ describe('crc32 combination', () => {
     for (const n of lengths) {
       const a = bytes(random.int(3) === 0 ? 0 : random.int(2_000));
       const b = bytes(n);
-      const got = (shifts.of(n).apply(zlib.crc32(a)) ^ zlib.crc32(b)) >>> 0;
       const want = zlib.crc32(Buffer.concat([a, b]));
-      if (got !== want) failures.push(`|A| ${a.length} |B| ${n}: ${got} != ${want}`);
+      const bitByBit = (shiftCrc32(zlib.crc32(a), n) ^ zlib.crc32(b)) >>> 0;
+      const kept = (shifts.of(n)!.apply(zlib.crc32(a)) ^ zlib.crc32(b)) >>> 0;
+      if (bitByBit !== want || kept !== want) failures.push(`|A| ${a.length} |B| ${n}: ${bitByBit}, ${kept} != ${want}`);
     }
     expect(failures).toEqual([]);
-    // Through the tables (built by now for 566) as through the loop (a fresh shift), for any value.
-    const tabled = shifts.of(566);
+    // Through the tables (built by now for 566) as bit by bit, for any value.
+    const tabled = shifts.of(566)!;
     for (const crc of [0, 1, 0x80, 0x8000, 0x800000, 0x80000000, 0xffffffff, 0x7fffffff, 0xdeadbeef]) {
-      expect({ crc, shifted: tabled.apply(crc) }).toEqual({ crc, shifted: new Crc32Shifts().of(566).apply(crc) });
+      expect({ crc, shifted: tabled.apply(crc) }).toEqual({ crc, shifted: shiftCrc32(crc, 566) });
     }
+  });
+
+  it('keeps the shifts of at most 256 lengths; past them a length has none (shifted bit by bit)', () => {
+    const shifts = new Crc32Shifts();
+    for (let n = 1; n <= 256; n++) expect(shifts.of(n)?.bytes).toBe(n);
+    expect(shifts.of(257)).toBeUndefined();
+    expect(shifts.of(100)?.bytes).toBe(100); // the kept ones stay
   });
 
   it('crc32Small is zlib\'s CRC-32 of a range, from any running value', () => {

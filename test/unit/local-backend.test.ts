@@ -633,8 +633,8 @@ describe('local backend: records checked together', () => {
 
   it('end where checking one by one ends, whatever byte is changed, from any first record (seeded)', () => {
     const random = seededRandom(20261206);
-    // Lengths that repeat (as a log's records do) and lengths that do not, an empty payload included.
-    const records = Array.from({ length: 400 }, (_, i) => rec(i + 1, i % 5 === 0 ? 566 : i % 7 === 0 ? 0 : 1 + random.int(900)));
+    // Lengths that repeat (as a log's records do), an empty payload and a few that do not.
+    const records = Array.from({ length: 400 }, (_, i) => rec(i + 1, i % 5 === 0 ? 566 : i % 7 === 0 ? 0 : i % 31 === 0 ? 1 + random.int(900) : 120 + (i % 3)));
     const buf = Buffer.alloc(encodedBytes(records));
     encodeRecordsInto(buf, 0, records);
     const starts = recordStarts(buf);
@@ -647,15 +647,20 @@ describe('local backend: records checked together', () => {
     } finally {
       spy.mockRestore();
     }
+    // Lengths that keep changing: checked record by record, to the same end.
+    const varied = Array.from({ length: 100 }, (_, i) => rec(i + 1, 1 + random.int(900)));
+    const variedBuf = Buffer.alloc(encodedBytes(varied));
+    encodeRecordsInto(variedBuf, 0, varied);
+    expect(checkedRecordsEnd(variedBuf, 0, variedBuf.length)).toBe(variedBuf.length);
     const failures: string[] = [];
     for (let n = 0; n < 3_000; n++) {
-      const bad = Buffer.from(buf);
+      const bad = Buffer.from(n % 10 === 9 ? variedBuf : buf);
       const changes = 1 + random.int(2);
       for (let k = 0; k < changes; k++) {
         const i = random.int(bad.length);
         bad[i] = random.int(2) === 0 ? bad[i]! ^ (1 << random.int(8)) : random.int(256);
       }
-      const from = starts[random.int(starts.length)]!;
+      const from = n % 10 === 9 ? recordStarts(variedBuf)[random.int(100)]! : starts[random.int(starts.length)]!;
       const end = random.int(4) === 0 ? from + random.int(bad.length - from + 1) : bad.length; // sometimes a partial last record
       const got = checkedRecordsEnd(bad, from, end);
       const want = oneByOne(bad, from, end);
@@ -1015,6 +1020,45 @@ describe('local backend: sync coalescing under fsync always', () => {
     const ro = await again.open({ name: P, term: 1, accessMode: 'ro' });
     expectRecords(await readUntil(ro, { type: 'all' }, sequenceId(4)), [1, 2, 3, 4].map((seq) => ({ seq, data: rec(seq) })));
     await ro.close();
+  });
+
+  it('a reader that read the bytes of a write that was then undone delivers what was written after it, not them', async () => {
+    const backend = newBackend();
+    const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
+    await log.append([rec(1), rec(2), rec(3)]);
+    const realWrite = fsIo.writeAllAt;
+    let releaseWrite: (() => void) | undefined;
+    // The next write puts its bytes in the file (whole, valid records), then fails.
+    const writeSpy = jest.spyOn(fsIo, 'writeAllAt').mockImplementationOnce(async (fd, buf, position) => {
+      await realWrite(fd, buf, position);
+      await new Promise<void>((r) => (releaseWrite = r));
+      throw new Error('injected: write failed');
+    });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    let reading: Promise<void> | undefined;
+    try {
+      const failed = log.append([rec(40), rec(50)]);
+      await waitFor(() => releaseWrite !== undefined, 'the failing write to be held');
+      // A reader from the start reads the file now: records 1–3 and the failing write's two.
+      reading = (async () => {
+        for await (const e of log.read({ policy: { type: 'all' }, signal: ac.signal })) {
+          got.push({ id: e.id, data: Buffer.from(e.data) });
+          if (got.length === 5) return;
+        }
+      })();
+      await waitFor(() => got.length === 3, 'records 1-3');
+      releaseWrite!();
+      await expect(failed).rejects.toMatchObject({ code: ErrorCode.INNER });
+      expect(await log.append([rec(4), rec(5)])).toEqual([sequenceId(4), sequenceId(5)]);
+      await reading;
+      expectRecords(got, [1, 2, 3, 4, 5].map((seq) => ({ seq, data: rec(seq) })));
+    } finally {
+      ac.abort();
+      await reading?.catch(() => undefined);
+      writeSpy.mockRestore();
+    }
+    await log.close();
   });
 
   it('a group whose write was still running when a sync failed is failed, not made durable by a later sync', async () => {

@@ -11,6 +11,12 @@ export interface WriterView {
   readonly epoch: number;
   /** Sequence number after the last acknowledged (durable under the policy) record. */
   readonly durableNext: number;
+  /**
+   * Writes undone so far (a failed write is truncated away and the next one goes to the same
+   * offset, with the same sequence numbers): a reader that holds bytes read before an undo reads
+   * them again.
+   */
+  readonly undone: number;
   /** Not closed, not broken, not known to be fenced. */
   isLive(): boolean;
   /** Records that a newer rw open exists (found by a reader's check). */

@@ -45,6 +45,8 @@ export class LocalReader {
   /** Latest was asked for but the tail was not known at read() time. */
   private latestPending = false;
   private delivered = false;
+  /** The local writer's undone count when this reader last looked (see WriterView.undone). */
+  private undoneSeen = 0;
   private closed = false;
 
   constructor(
@@ -98,6 +100,11 @@ export class LocalReader {
         const file = cur.cursor.file;
         const local = this.localWriter(file.epoch);
         const bound = cur.limit ?? (local ? local.durableNext : Number.MAX_SAFE_INTEGER);
+        if (local && local.undone !== this.undoneSeen) {
+          // Bytes buffered before a write was undone may be of records that never were.
+          this.undoneSeen = local.undone;
+          cur.cursor.dropBuffered();
+        }
         if (cur.cursor.seq < Math.min(this.next!, bound)) await this.skipToNext(cur, bound);
         const { entries, stop } = await cur.cursor.peek(bound, MAX_PEEK);
         if (this.stopped()) return;

@@ -4,7 +4,7 @@
  * zero-filled tail (which a crash can leave on some file systems) never parses as a record:
  * the CRC of four zero bytes is not zero.
  */
-import { Crc32Shifts, crc32, crc32Small } from '../../../runtime/crc32';
+import { type Crc32Shift, Crc32Shifts, crc32, crc32Small, shiftCrc32 } from '../../../runtime/crc32';
 import { invalidArgument } from '../../../runtime/errors';
 
 export const RECORD_HEADER_BYTES = 8;
@@ -81,6 +81,8 @@ export function bytesNeeded(buf: Buffer, at: number, end: number): number {
 }
 
 const shifts = new Crc32Shifts();
+/** A run is checked by combination when it has at least this many records per distinct length. */
+const RECORDS_PER_LENGTH = 4;
 
 /**
  * End of the records from `at` on in `buf[0..end)` that are complete and check out: the offset of
@@ -93,14 +95,42 @@ const shifts = new Crc32Shifts();
  * checked record by record to find the first one that fails.
  */
 export function checkedRecordsEnd(buf: Buffer, at: number, end: number): number {
-  let off = at;
-  let expected = 0;
-  let payload = shifts.of(0); // past a payload, and past a whole record: for the last length seen
-  let record = shifts.of(RECORD_HEADER_BYTES);
-  for (;;) {
-    const n = recordLength(buf, off, end);
+  // The run, and its lengths: combining costs little per record of a length seen before (a log's
+  // records mostly have few), more than a call of its own per record of a length seen once.
+  let runEnd = at;
+  let records = 0;
+  const lengths = new Set<number>();
+  for (let previous = -1; ; records++) {
+    const n = recordLength(buf, runEnd, end);
     if (n < 0) break;
-    if (n !== payload.bytes) {
+    if (n !== previous) lengths.add(n);
+    previous = n;
+    runEnd += RECORD_HEADER_BYTES + n;
+  }
+  if (records === 0) return at;
+  if (lengths.size * RECORDS_PER_LENGTH <= records && crc32(buf.subarray(at, runEnd)) === runCrc(buf, at, runEnd)) return runEnd;
+  // Lengths that keep changing, or a run that does not add up: record by record, to the first that fails.
+  let p = at;
+  while (p < runEnd) {
+    const n = buf.readUInt32LE(p);
+    if (!recordChecksOut(buf, p, buf.subarray(p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + n))) return p;
+    p += RECORD_HEADER_BYTES + n;
+  }
+  return runEnd;
+}
+
+/** The CRC of the bytes of the (complete) records in buf[at, end) if each matches its stored CRC. */
+function runCrc(buf: Buffer, at: number, end: number): number {
+  let expected = 0;
+  // Shifts past a payload and past a whole record of the current length (kept by `shifts`, and
+  // table-driven once used often; undefined for a length past those it keeps: shifted bit by bit).
+  let length = -1;
+  let payload: Crc32Shift | undefined;
+  let record: Crc32Shift | undefined;
+  for (let off = at; off < end; ) {
+    const n = buf.readUInt32LE(off);
+    if (n !== length) {
+      length = n;
       payload = shifts.of(n);
       record = shifts.of(RECORD_HEADER_BYTES + n);
     }
@@ -108,16 +138,10 @@ export function checkedRecordsEnd(buf: Buffer, at: number, end: number): number 
     const headerCrc = crc32Small(buf, off + 4, off + RECORD_HEADER_BYTES, lengthCrc); // length and CRC fields
     // crc(length‖crc‖payload) = shift(crc(length‖crc), n) ^ crc(payload), and the stored CRC is
     // crc(length‖payload) = shift(crc(length), n) ^ crc(payload).
-    const whole = (payload.apply(headerCrc ^ lengthCrc) ^ buf.readUInt32LE(off + 4)) >>> 0;
-    expected = off === at ? whole : (record.apply(expected) ^ whole) >>> 0;
+    const whole = ((payload ? payload.apply(headerCrc ^ lengthCrc) : shiftCrc32(headerCrc ^ lengthCrc, n)) ^ buf.readUInt32LE(off + 4)) >>> 0;
+    if (off === at) expected = whole;
+    else expected = ((record ? record.apply(expected) : shiftCrc32(expected, RECORD_HEADER_BYTES + n)) ^ whole) >>> 0;
     off += RECORD_HEADER_BYTES + n;
   }
-  if (off === at || crc32(buf.subarray(at, off)) === expected) return off;
-  let p = at;
-  while (p < off) {
-    const n = buf.readUInt32LE(p);
-    if (!recordChecksOut(buf, p, buf.subarray(p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + n))) return p;
-    p += RECORD_HEADER_BYTES + n;
-  }
-  return off; // each record checks out on its own
+  return expected;
 }

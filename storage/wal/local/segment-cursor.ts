@@ -9,11 +9,14 @@
  * Read-ahead: once that check has found where the complete records of a chunk end, a chunk whose
  * read filled it whole (the file goes on) starts the read of the next one, from there, so that a
  * reader going through a file (a flush, a replay) finds the next chunk read while it handles this
- * one instead of waiting for each read(2) in turn. Only a full read-ahead is used; a short one (the tail of the
- * file at the time) is dropped and read again when needed, as a live tail may have grown since.
- * Bytes read ahead are bytes the same read would have found a moment later: a file's records are
- * only ever appended (a cut truncates bytes that were never part of the log, and the reader decides
- * what belongs to the log from the terms, whatever the moment its bytes were read).
+ * one instead of waiting for each read(2) in turn. Only a full read-ahead is used; a short one (the
+ * tail of the file at the time) is dropped and read again when needed, as a live tail may have
+ * grown since. Bytes read ahead are bytes a read a moment later would have found, with one
+ * exception the reader takes care of: a file only grows, but its writer undoes a failed write
+ * (truncates it and writes the next records at the same offset), so a reader of this process drops
+ * what it read (dropBuffered) when the writer has undone a write since (WriterView.undone). A cut
+ * truncates bytes that were never part of the log, and the reader decides what belongs to the log
+ * from the terms, whatever the moment its bytes were read.
  */
 import type { LogEntry } from '../backend';
 import { sequenceId } from '../../../runtime/message/message-id';
@@ -64,7 +67,7 @@ export class SegmentCursor {
   private closed = false;
   private io: Promise<unknown> | undefined;
   /** The read of the next chunk, started when the last one came back full. */
-  private ahead: { position: number; size: number; read: Promise<{ buf: Buffer; n: number }> } | undefined;
+  private ahead: { position: number; readonly size: number; readonly read: Promise<{ buf: Buffer; n: number }> } | undefined;
 
   constructor(
     private readonly fd: number,
@@ -109,8 +112,8 @@ export class SegmentCursor {
         if (this.readAheadFrom < 0 && this.bufLen === this.filled) this.readAhead(this.checkedEnd);
       }
       if (data === undefined || (rel >= this.checkedEnd && !recordChecksOut(this.buf, rel, data))) {
-        // Drop the buffer so that a later peek looks at the file again (a live tail may still change).
-        if (entries.length === 0) this.bufLen = 0;
+        // Drop what was read so that a later peek looks at the file again (a live tail may still change).
+        if (entries.length === 0) this.dropBuffered();
         return { entries, stop: 'corrupt' };
       }
       entries.push({ id: sequenceId(seq), data, verified: true });
@@ -150,6 +153,13 @@ export class SegmentCursor {
       this.offset += RECORD_HEADER_BYTES + r;
       this.seq++;
     }
+  }
+
+  /** Forgets what was read (the buffer and the read-ahead): the next peek reads the file again. */
+  dropBuffered(): void {
+    this.bufLen = 0;
+    this.checkedEnd = -1;
+    if (this.ahead) this.ahead.position = -1; // still waited for before the fd closes, never used
   }
 
   /** Moves past the first `n` entries of the last peek. */
@@ -203,8 +213,14 @@ export class SegmentCursor {
     let buf: Buffer | undefined;
     let n = 0;
     if (ahead) {
-      // Wait for it in any case: a read in flight must end before the fd may close.
-      const done = await ahead.read.catch(() => undefined);
+      // Wait for it in any case, as for any read in flight (close waits for `io`).
+      this.io = ahead.read;
+      let done: { buf: Buffer; n: number } | undefined;
+      try {
+        done = await ahead.read.catch(() => undefined);
+      } finally {
+        this.io = undefined;
+      }
       if (this.closed) throw new CursorClosedError();
       if (done && ahead.position === position && ahead.size >= size && done.n === ahead.size) ({ buf, n } = done);
       else if (done) this.spare(done.buf);
