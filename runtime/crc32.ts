@@ -157,11 +157,19 @@ export class Crc32Shift {
  */
 export class Crc32Shifts {
   private readonly shifts = new Map<number, Crc32Shift>();
+  /** Lengths asked for and not kept since the cache was full: past a few per kept one it starts over. */
+  private misses = 0;
 
   /** The shift past `bytes` bytes; undefined when MAX_SHIFTS other lengths are kept already (use shiftCrc32). */
   of(bytes: number): Crc32Shift | undefined {
     let s = this.shifts.get(bytes);
-    if (s === undefined && this.shifts.size < MAX_SHIFTS) {
+    if (s === undefined) {
+      if (this.shifts.size >= MAX_SHIFTS) {
+        // The lengths kept may be those of another workload: start over once misses dominate.
+        if (++this.misses < 4 * MAX_SHIFTS) return undefined;
+        this.shifts.clear();
+        this.misses = 0;
+      }
       s = new Crc32Shift(bytes);
       this.shifts.set(bytes, s);
     }

@@ -98,11 +98,16 @@ describe('crc32 combination', () => {
     }
   });
 
-  it('keeps the shifts of at most 256 lengths; past them a length has none (shifted bit by bit)', () => {
+  it('keeps the shifts of at most 256 lengths; past them a length has none (shifted bit by bit) until misses dominate', () => {
     const shifts = new Crc32Shifts();
     for (let n = 1; n <= 256; n++) expect(shifts.of(n)?.bytes).toBe(n);
     expect(shifts.of(257)).toBeUndefined();
     expect(shifts.of(100)?.bytes).toBe(100); // the kept ones stay
+    // Lengths not kept, asked for again and again: the cache starts over and keeps them.
+    let kept: number | undefined;
+    for (let i = 0; i < 4 * 256 && kept === undefined; i++) kept = shifts.of(1000 + (i % 2))?.bytes;
+    expect(kept).toBeGreaterThanOrEqual(1000);
+    expect(shifts.of(100)?.bytes).toBe(100); // kept again, as a new length
   });
 
   it('crc32Small is zlib\'s CRC-32 of a range, from any running value', () => {

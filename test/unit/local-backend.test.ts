@@ -1061,6 +1061,46 @@ describe('local backend: sync coalescing under fsync always', () => {
     await log.close();
   });
 
+  it('a reader of another handle keeps no bytes of an undone write after the writer is gone', async () => {
+    const backend = newBackend();
+    const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
+    await log.append([rec(1), rec(2), rec(3)]);
+    const ro = await backend.open({ name: P, term: 0, accessMode: 'ro' });
+    const realWrite = fsIo.writeAllAt;
+    let releaseWrite: (() => void) | undefined;
+    const writeSpy = jest.spyOn(fsIo, 'writeAllAt').mockImplementationOnce(async (fd, buf, position) => {
+      await realWrite(fd, buf, position);
+      await new Promise<void>((r) => (releaseWrite = r));
+      throw new Error('injected: write failed');
+    });
+    const ac = new AbortController();
+    const got: LogEntry[] = [];
+    let reading: Promise<void> | undefined;
+    try {
+      const failed = log.append([rec(40), rec(50)]);
+      await waitFor(() => releaseWrite !== undefined, 'the failing write to be held');
+      reading = (async () => {
+        for await (const e of ro.read({ policy: { type: 'all' }, signal: ac.signal })) {
+          got.push({ id: e.id, data: Buffer.from(e.data) });
+          if (got.length === 5) return;
+        }
+      })();
+      await waitFor(() => got.length === 3, 'records 1-3');
+      releaseWrite!();
+      await expect(failed).rejects.toMatchObject({ code: ErrorCode.INNER });
+      await log.close(); // the writer is gone: the reader is no longer bounded by it
+      const next = await backend.open({ name: P, term: 2, accessMode: 'rw' });
+      expect(await next.append([rec(4), rec(5)])).toEqual([sequenceId(4), sequenceId(5)]);
+      await reading;
+      expectRecords(got, [1, 2, 3, 4, 5].map((seq) => ({ seq, data: rec(seq) })));
+      await next.close();
+    } finally {
+      ac.abort();
+      await reading?.catch(() => undefined);
+      writeSpy.mockRestore();
+    }
+  });
+
   it('a group whose write was still running when a sync failed is failed, not made durable by a later sync', async () => {
     const backend = newBackend();
     const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });

@@ -11,12 +11,6 @@ export interface WriterView {
   readonly epoch: number;
   /** Sequence number after the last acknowledged (durable under the policy) record. */
   readonly durableNext: number;
-  /**
-   * Writes undone so far (a failed write is truncated away and the next one goes to the same
-   * offset, with the same sequence numbers): a reader that holds bytes read before an undo reads
-   * them again.
-   */
-  readonly undone: number;
   /** Not closed, not broken, not known to be fenced. */
   isLive(): boolean;
   /** Records that a newer rw open exists (found by a reader's check). */
@@ -31,6 +25,13 @@ export class ChannelState {
   latestTerm: number | undefined;
   /** The rw handle of `latestEpoch`, once its open completed. */
   writer: WriterView | undefined;
+  /**
+   * Writes undone by the writers of this instance so far (a failed write is truncated away and the
+   * next one goes to the same offset, with the same sequence numbers): a reader that holds bytes
+   * read before an undo reads them again. Kept here, not on the writer: it counts after the writer
+   * is broken or closed.
+   */
+  undoneWrites = 0;
   private listeners = new Set<() => void>();
   private lock: Promise<unknown> = Promise.resolve();
 

@@ -45,8 +45,8 @@ export class LocalReader {
   /** Latest was asked for but the tail was not known at read() time. */
   private latestPending = false;
   private delivered = false;
-  /** The local writer's undone count when this reader last looked (see WriterView.undone). */
-  private undoneSeen = 0;
+  /** ChannelState.undoneWrites when this reader last looked. */
+  private undoneSeen: number;
   private closed = false;
 
   constructor(
@@ -58,6 +58,7 @@ export class LocalReader {
     /** Spare chunk buffers of a transient reader (ReadOptions.transient), shared by its cursors. */
     private readonly spareChunks?: Buffer[],
   ) {
+    this.undoneSeen = ctx.state.undoneWrites;
     if (start.kind === 'seq') this.next = start.seq;
     else if (start.kind === 'latest') {
       // Fixed now when a writer of this instance knows the tail; otherwise found on the first next().
@@ -100,9 +101,10 @@ export class LocalReader {
         const file = cur.cursor.file;
         const local = this.localWriter(file.epoch);
         const bound = cur.limit ?? (local ? local.durableNext : Number.MAX_SAFE_INTEGER);
-        if (local && local.undone !== this.undoneSeen) {
+        const undone = this.ctx.state.undoneWrites;
+        if (undone !== this.undoneSeen) {
           // Bytes buffered before a write was undone may be of records that never were.
-          this.undoneSeen = local.undone;
+          this.undoneSeen = undone;
           cur.cursor.dropBuffered();
         }
         if (cur.cursor.seq < Math.min(this.next!, bound)) await this.skipToNext(cur, bound);

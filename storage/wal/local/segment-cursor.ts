@@ -14,7 +14,7 @@
  * grown since. Bytes read ahead are bytes a read a moment later would have found, with one
  * exception the reader takes care of: a file only grows, but its writer undoes a failed write
  * (truncates it and writes the next records at the same offset), so a reader of this process drops
- * what it read (dropBuffered) when the writer has undone a write since (WriterView.undone); a
+ * what it read (dropBuffered) when a writer has undone a write since (ChannelState.undoneWrites); a
  * reader in another process is not told (the undo leaves no trace in the directory), which is a
  * limit of reading another process's live tail whether bytes were read ahead or not. A cut
  * truncates bytes that were never part of the log, and the reader decides what belongs to the log

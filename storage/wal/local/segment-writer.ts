@@ -56,7 +56,6 @@ const MAX_GROUP_BYTES = 16 * 1024 * 1024;
 
 export class SegmentWriter implements WriterView {
   durableNext: number;
-  undone = 0;
   private nextSeq: number;
   private queue: PendingAppend[] = [];
   private pumping: Promise<void> | undefined;
@@ -221,7 +220,7 @@ export class SegmentWriter implements WriterView {
       } catch (e2) {
         return fail(this.markBroken('write failed and could not be undone', e2));
       }
-      this.undone++;
+      this.state.undoneWrites++;
       return fail(new StreamingError(ErrorCode.INNER, `append to pchannel ${this.state.pchannel} failed: ${String(e)}`, { cause: e }));
     }
     this.active.bytes = at + total;
