@@ -109,10 +109,6 @@ const POW2: (Int32Array | undefined)[] = [];
  * per bit of `bytes` (each four lookups); for a length that repeats, Crc32Shifts is faster.
  */
 export function shiftCrc32(crc: number, bytes: number): number {
-  return shiftByBits(crc, bytes);
-}
-
-function shiftByBits(crc: number, bytes: number): number {
   for (let k = 0, n = bytes; n > 0; k++, n = Math.floor(n / 2)) {
     if (n % 2 === 1) crc = applyTables((POW2[k] ??= shiftTables(X2N[(k + 3) & 31]!)), crc);
   }
@@ -140,9 +136,9 @@ export class Crc32Shift {
     if (t !== undefined) return applyTables(t, crc);
     if (++this.uses === TABLE_AFTER_USES) {
       // x^(8 × bytes): the shift of x^0 (bit 31) past the bytes.
-      this.tables = shiftTables(shiftByBits(0x80000000, this.bytes));
+      this.tables = shiftTables(shiftCrc32(0x80000000, this.bytes));
     }
-    return shiftByBits(crc, this.bytes);
+    return shiftCrc32(crc, this.bytes);
   }
 }
 

@@ -596,6 +596,11 @@ function checkEnvelope(buf: Buffer, view: DataView, at: number, len: number, ver
   return code;
 }
 
+/**
+ * Reads the header section (and, with `withBody`, the body) into a message. Every decoded message
+ * has the same property order: type, vchannel, timetick, lastConfirmedId, term, header, body, then
+ * txn and idempotencyKey when present.
+ */
 function readMessage(o: Opened, withBody: true): Message;
 function readMessage(o: Opened, withBody: false): MessageHeader;
 function readMessage(o: Opened, withBody: boolean): Message | MessageHeader {
@@ -911,6 +916,13 @@ export function decodeLazily(bytes: Uint8Array, opts?: DecodeOptions): LazyMessa
 const FIELD_TYPE_BY_CODE = new Map<number, FieldType>(Object.entries(FieldTypeCode).map(([type, code]) => [code, type as FieldType]));
 const NO_BUFFER = Buffer.alloc(0);
 
+/** Whether the `n` bytes at `at` of `b` are `want` (a name or a channel, a few bytes: a loop beats a call). */
+function bytesAre(b: Uint8Array, at: number, n: number, want: Uint8Array): boolean {
+  if (n !== want.length) return false;
+  for (let k = 0; k < n; k++) if (b[at + k] !== want[k]) return false;
+  return true;
+}
+
 /**
  * Where the columns of one Insert body lie in its message's bytes (MessageScanner.scanInsertColumns):
  * nothing is decoded or copied, for readers that move rows elsewhere without looking at them (the
@@ -954,12 +966,7 @@ export class InsertColumns {
 
   /** Whether column i's name is `utf8` (its UTF-8 bytes), without decoding it. */
   nameIs(i: number, utf8: Uint8Array): boolean {
-    const n = this.nameLength[i]!;
-    if (n !== utf8.length) return false;
-    const b = this.bytes;
-    const at = this.nameAt[i]!;
-    for (let k = 0; k < n; k++) if (b[at + k] !== utf8[k]) return false;
-    return true;
+    return bytesAre(this.bytes, this.nameAt[i]!, this.nameLength[i]!, utf8);
   }
 
   /** Column i's name. */
@@ -1114,12 +1121,7 @@ export class MessageScanner {
 
   /** Whether the vchannel is `utf8` (its UTF-8 bytes), without decoding it. */
   vchannelIs(utf8: Uint8Array): boolean {
-    const n = this.vchannelLength;
-    if (n !== utf8.length) return false;
-    const b = this.bytes;
-    const at = this.vchannelAt;
-    for (let k = 0; k < n; k++) if (b[at + k] !== utf8[k]) return false;
-    return true;
+    return bytesAre(this.bytes, this.vchannelAt, this.vchannelLength, utf8);
   }
 
   /** Whether the vchannel is empty (a pchannel-wide message). */
@@ -1154,11 +1156,7 @@ export class MessageScanner {
       const columns = this.columns;
       if (columns.sameAsLast(this.bytes, start, this.bodyLength)) {
         // Described as the last one: only the values are left to check, as layOutColumns checks them.
-        for (let i = 0; i < columns.count; i++) {
-          const type = columns.type[i]!;
-          if (type === 'int64') checkSafeInts(r, columns.valuesAt[i]!, columns.rows[i]!);
-          else if (type === 'bool') checkBools(this.bytes, columns.valuesAt[i]!, columns.rows[i]!);
-        }
+        for (let i = 0; i < columns.count; i++) checkValues(r, columns.type[i]!, columns.valuesAt[i]!, columns.rows[i]!);
         return;
       }
       r.pos = start;
@@ -1244,12 +1242,12 @@ function layOutColumns(r: ByteReader, out: InsertColumns): void {
         break;
       case 'bool':
         r.need(rows);
-        checkBools(r.buf, r.pos, rows);
+        checkValues(r, type, r.pos, rows);
         size = rows;
         break;
       case 'int64':
         r.need(8 * rows);
-        checkSafeInts(r, r.pos, rows);
+        checkValues(r, type, r.pos, rows);
         size = 8 * rows;
         break;
       case 'int32':
@@ -1290,6 +1288,12 @@ function layOutColumns(r: ByteReader, out: InsertColumns): void {
     out.count = i + 1;
   }
   if (r.remaining === 0) out.remember(bodyStart, r.pos - bodyStart, textual, ranges);
+}
+
+/** The checks of an encoded column's values beyond its bounds: bools are 0 or 1, int64 values safe integers. */
+function checkValues(r: ByteReader, type: FieldType, at: number, rows: number): void {
+  if (type === 'int64') checkSafeInts(r, at, rows);
+  else if (type === 'bool') checkBools(r.buf, at, rows);
 }
 
 function checkBools(buf: Uint8Array, at: number, n: number): void {

@@ -131,8 +131,8 @@ export class SegmentEncoder {
    * field's, instead of decoding the name for the fieldIndex lookup.
    */
   private readonly lastFields: number[] = [];
-  /** The InsertColumns shape that `ordered` and `orderedRows` were worked out for. */
-  private orderedShape: { columns: InsertColumns | undefined; shape: number; rows: number } = { columns: undefined, shape: -1, rows: 0 };
+  /** The InsertColumns and shape that `ordered` was worked out for, and the row count then found. */
+  private readonly orderedFor: { columns: InsertColumns | undefined; shape: number; rows: number } = { columns: undefined, shape: -1, rows: 0 };
 
   constructor(segment: SegmentRef & { schema: CollectionSchema }, opts: EncodeOptions = {}) {
     const maxRowsPerBatch = opts.maxRowsPerBatch ?? DEFAULT_MAX_ROWS_PER_BATCH;
@@ -175,14 +175,15 @@ export class SegmentEncoder {
    */
   addScannedInsert(columns: InsertColumns, timetick: Timetick): void {
     const index = this.nInserts++;
-    const o = this.orderedShape;
+    const o = this.orderedFor;
     // An insert laid out as the last one has its columns where the last one had them: same order, same checks.
-    let rows = o.rows;
     if (o.columns !== columns || o.shape !== columns.shape) {
       o.columns = undefined; // until the new order is worked out (it throws for a bad insert)
-      rows = this.orderScanned(columns, index);
-      this.orderedShape = { columns, shape: columns.shape, rows };
+      o.rows = this.orderScanned(columns, index);
+      o.columns = columns;
+      o.shape = columns.shape;
     }
+    const rows = o.rows;
     if (rows === 0) return;
     this.seeTimetick(timetick, 'insert', index);
     this.inserts.appendScanned(columns, this.ordered, rows, timetick);

@@ -1022,13 +1022,16 @@ describe('local backend: sync coalescing under fsync always', () => {
     await ro.close();
   });
 
-  it('a reader that read the bytes of a write that was then undone delivers what was written after it, not them', async () => {
-    const backend = newBackend();
-    const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
+  /**
+   * Appends records 1–3 to `log`, then rec(40) and rec(50) in a write that puts its bytes in the
+   * file (whole, valid records) and then fails. Meanwhile `reader` reads from the start, so that it
+   * has read the failing write's two records too. Once the write is undone, `appendAfter` writes
+   * records 4 and 5. Returns the five records the reader delivered.
+   */
+  async function readAcrossUndoneWrite(log: WalLog, reader: WalLog, appendAfter: () => Promise<void>): Promise<LogEntry[]> {
     await log.append([rec(1), rec(2), rec(3)]);
     const realWrite = fsIo.writeAllAt;
     let releaseWrite: (() => void) | undefined;
-    // The next write puts its bytes in the file (whole, valid records), then fails.
     const writeSpy = jest.spyOn(fsIo, 'writeAllAt').mockImplementationOnce(async (fd, buf, position) => {
       await realWrite(fd, buf, position);
       await new Promise<void>((r) => (releaseWrite = r));
@@ -1040,9 +1043,8 @@ describe('local backend: sync coalescing under fsync always', () => {
     try {
       const failed = log.append([rec(40), rec(50)]);
       await waitFor(() => releaseWrite !== undefined, 'the failing write to be held');
-      // A reader from the start reads the file now: records 1–3 and the failing write's two.
       reading = (async () => {
-        for await (const e of log.read({ policy: { type: 'all' }, signal: ac.signal })) {
+        for await (const e of reader.read({ policy: { type: 'all' }, signal: ac.signal })) {
           got.push({ id: e.id, data: Buffer.from(e.data) });
           if (got.length === 5) return;
         }
@@ -1050,55 +1052,37 @@ describe('local backend: sync coalescing under fsync always', () => {
       await waitFor(() => got.length === 3, 'records 1-3');
       releaseWrite!();
       await expect(failed).rejects.toMatchObject({ code: ErrorCode.INNER });
-      expect(await log.append([rec(4), rec(5)])).toEqual([sequenceId(4), sequenceId(5)]);
+      await appendAfter();
       await reading;
-      expectRecords(got, [1, 2, 3, 4, 5].map((seq) => ({ seq, data: rec(seq) })));
+      return got;
     } finally {
       ac.abort();
       await reading?.catch(() => undefined);
       writeSpy.mockRestore();
     }
+  }
+
+  it('a reader that read the bytes of a write that was then undone delivers what was written after it, not them', async () => {
+    const log = await newBackend().open({ name: P, term: 1, accessMode: 'rw' });
+    const got = await readAcrossUndoneWrite(log, log, async () => {
+      expect(await log.append([rec(4), rec(5)])).toEqual([sequenceId(4), sequenceId(5)]);
+    });
+    expectRecords(got, [1, 2, 3, 4, 5].map((seq) => ({ seq, data: rec(seq) })));
     await log.close();
   });
 
   it('a reader of another handle keeps no bytes of an undone write after the writer is gone', async () => {
     const backend = newBackend();
     const log = await backend.open({ name: P, term: 1, accessMode: 'rw' });
-    await log.append([rec(1), rec(2), rec(3)]);
     const ro = await backend.open({ name: P, term: 0, accessMode: 'ro' });
-    const realWrite = fsIo.writeAllAt;
-    let releaseWrite: (() => void) | undefined;
-    const writeSpy = jest.spyOn(fsIo, 'writeAllAt').mockImplementationOnce(async (fd, buf, position) => {
-      await realWrite(fd, buf, position);
-      await new Promise<void>((r) => (releaseWrite = r));
-      throw new Error('injected: write failed');
-    });
-    const ac = new AbortController();
-    const got: LogEntry[] = [];
-    let reading: Promise<void> | undefined;
-    try {
-      const failed = log.append([rec(40), rec(50)]);
-      await waitFor(() => releaseWrite !== undefined, 'the failing write to be held');
-      reading = (async () => {
-        for await (const e of ro.read({ policy: { type: 'all' }, signal: ac.signal })) {
-          got.push({ id: e.id, data: Buffer.from(e.data) });
-          if (got.length === 5) return;
-        }
-      })();
-      await waitFor(() => got.length === 3, 'records 1-3');
-      releaseWrite!();
-      await expect(failed).rejects.toMatchObject({ code: ErrorCode.INNER });
+    let next: WalLog | undefined;
+    const got = await readAcrossUndoneWrite(log, ro, async () => {
       await log.close(); // the writer is gone: the reader is no longer bounded by it
-      const next = await backend.open({ name: P, term: 2, accessMode: 'rw' });
+      next = await backend.open({ name: P, term: 2, accessMode: 'rw' });
       expect(await next.append([rec(4), rec(5)])).toEqual([sequenceId(4), sequenceId(5)]);
-      await reading;
-      expectRecords(got, [1, 2, 3, 4, 5].map((seq) => ({ seq, data: rec(seq) })));
-      await next.close();
-    } finally {
-      ac.abort();
-      await reading?.catch(() => undefined);
-      writeSpy.mockRestore();
-    }
+    });
+    expectRecords(got, [1, 2, 3, 4, 5].map((seq) => ({ seq, data: rec(seq) })));
+    await next?.close();
   });
 
   it('a group whose write was still running when a sync failed is failed, not made durable by a later sync', async () => {

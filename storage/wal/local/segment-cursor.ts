@@ -61,10 +61,8 @@ export class SegmentCursor {
    * from the first record a peek looked at; -1 until a peek looks at this buffer.
    */
   private checkedEnd = -1;
-  /** Bytes the last read asked for when it filled them all (the file goes on: read ahead); 0 otherwise. */
-  private filled = 0;
-  /** Where the read-ahead of this buffer started; -1 when it did not. */
-  private readAheadFrom = -1;
+  /** The last read filled its whole chunk (the file goes on) and its read-ahead is not started yet. */
+  private readAheadDue = false;
   private ends: number[] = [];
   private closed = false;
   private io: Promise<unknown> | undefined;
@@ -111,7 +109,7 @@ export class SegmentCursor {
       // past them (a corrupt one) is checked on its own, and fails.
       if (this.checkedEnd < 0) {
         this.checkedEnd = checkedRecordsEnd(this.buf, rel, this.bufLen);
-        if (this.readAheadFrom < 0 && this.bufLen === this.filled) this.readAhead(this.checkedEnd);
+        if (this.readAheadDue) this.readAhead(this.checkedEnd);
       }
       if (data === undefined || (rel >= this.checkedEnd && !recordChecksOut(this.buf, rel, data))) {
         // Drop what was read so that a later peek looks at the file again (a live tail may still change).
@@ -161,6 +159,7 @@ export class SegmentCursor {
   dropBuffered(): void {
     this.bufLen = 0;
     this.checkedEnd = -1;
+    this.readAheadDue = false;
     if (this.ahead) this.ahead.position = -1; // still waited for before the fd closes, never used
   }
 
@@ -215,14 +214,8 @@ export class SegmentCursor {
     let buf: Buffer | undefined;
     let n = 0;
     if (ahead) {
-      // Wait for it in any case, as for any read in flight (close waits for `io`).
-      this.io = ahead.read;
-      let done: { buf: Buffer; n: number } | undefined;
-      try {
-        done = await ahead.read.catch(() => undefined);
-      } finally {
-        this.io = undefined;
-      }
+      // Wait for it in any case, as for any read in flight.
+      const done = await this.inFlight(ahead.read).catch(() => undefined);
       if (this.closed) throw new CursorClosedError();
       if (done && ahead.position === position && ahead.size >= size && done.n === ahead.size) ({ buf, n } = done);
       else if (done) this.spare(done.buf);
@@ -230,13 +223,7 @@ export class SegmentCursor {
     if (buf === undefined) {
       const into = scratch !== undefined && scratch.length >= size ? scratch : undefined;
       buf = into ?? this.newChunk(size);
-      const io = readAt(this.fd, buf, 0, size, position);
-      this.io = io;
-      try {
-        n = await io;
-      } finally {
-        this.io = undefined;
-      }
+      n = await this.inFlight(readAt(this.fd, buf, 0, size, position));
       // A short read of a regular file means end of file. Keep small reads in a right-sized copy, so
       // that entries handed out do not pin a mostly empty chunk.
       if (n < size >>> 2 && into === undefined) {
@@ -250,9 +237,18 @@ export class SegmentCursor {
     this.bufStart = position;
     this.bufLen = n;
     this.checkedEnd = -1;
-    this.readAheadFrom = -1;
-    this.filled = n === size && scratch === undefined ? n : 0;
+    this.readAheadDue = n === size && scratch === undefined;
     return n;
+  }
+
+  /** Waits for a read, as the one in flight that close() waits for before it closes the fd. */
+  private async inFlight<T>(read: Promise<T>): Promise<T> {
+    this.io = read;
+    try {
+      return await read;
+    } finally {
+      this.io = undefined;
+    }
   }
 
   /** A buffer of `size` bytes to read into: a spare chunk buffer when there is one. */
@@ -271,7 +267,7 @@ export class SegmentCursor {
    * by the check of its records: see the class).
    */
   private readAhead(at: number): void {
-    this.readAheadFrom = at;
+    this.readAheadDue = false;
     if (at === 0 || this.closed) return; // a record larger than the chunk: fillRecord reads it whole
     const position = this.bufStart + at;
     const size = this.chunkBytes;
