@@ -173,6 +173,14 @@ export interface FlushConfig {
    * thread at a time (one encoding while the other's files are written), 2 on the main thread.
    */
   threads: number;
+  /**
+   * Bytes of the write buffer: each growing segment a node's WALs create is encoded in memory as
+   * its messages are persisted, so that its flush only writes the files (otherwise it reads the
+   * segment back from the WAL). Beyond this, the largest segments leave the buffer and are flushed
+   * from the WAL. 0 turns it off. Default 512 MiB (segment.memoryHighWaterBytes: growing rows
+   * beyond it are sealed).
+   */
+  writeBufferBytes: number;
 }
 
 /** Seal policies of growing segments. */
@@ -428,6 +436,14 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
           note: '0 = on the main thread',
           default: 2,
           doc: 'Threads (node:worker_threads) that run the CPU-heavy part of flush jobs (read the WAL range, encode the Arrow files, checksum and put them), off the event loop of the WALs; 0 runs it on the main thread. With wal.backend memory it always runs on the main thread (that log exists only there).',
+        },
+        writeBufferBytes: {
+          kind: 'int',
+          min: 0,
+          unit: BYTES,
+          note: '0 = off',
+          default: 512 * 1024 * 1024,
+          doc: "Bytes of the write buffer: each growing segment a node's WALs create is encoded in memory as its messages are persisted, so that its flush only writes the files (otherwise it reads the segment back from the WAL). Beyond this, the largest segments leave the buffer and are flushed from the WAL. 0 turns it off.",
         },
       },
     },

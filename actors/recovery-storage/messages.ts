@@ -15,8 +15,8 @@ export interface RecoveryStatus {
 }
 
 export type RecoveryMsg =
-  /** Persisted messages, in log order, as the WAL wrote them. */
-  | { type: 'observe'; messages: LogMessage[] }
+  /** Persisted messages, in log order, and the bytes the WAL wrote for each. */
+  | { type: 'observe'; messages: LogMessage[]; bytes: Uint8Array[] }
   | { type: 'persistNow'; replyTo?: Ref<Reply<void>> }
   | { type: 'status'; replyTo: Ref<RecoveryStatus> }
   | { type: 'close'; replyTo: Ref<Reply<void>> }

@@ -13,8 +13,10 @@ import { isFenced, toStreamingError } from '../../runtime/errors';
 import type { Logger } from '../../runtime/logger';
 import type { Reply } from '../../runtime/ask';
 import type { MessageId } from '../../runtime/message/message-id';
+import type { CollectionSchema } from '../../runtime/message/types';
 import type { MetaStore, Unsubscribe } from '../../storage/meta/meta-store';
 import type { FlushQueue } from '../../storage/flush/flush-queue';
+import type { ChannelWriteBuffer } from '../../storage/flush/write-buffer';
 import type { WalLog } from '../../storage/wal/backend';
 import type { RecoveryMsg, RecoveryStatus } from './messages';
 import { flushedWatchPrefix, persistRecoveryState, segmentIdOfFlushedKey } from './persisted';
@@ -45,6 +47,8 @@ export interface RecoveryDeps {
   state: RecoveryState;
   meta: MetaStore;
   flushQueue: FlushQueue;
+  /** This pchannel's part of the process's write buffer: fed every persisted message, so that a sealed segment's flush finds it encoded. */
+  writeBuffer?: ChannelWriteBuffer;
   /** For truncation. */
   log: WalLog;
   clock: Clock;
@@ -77,6 +81,8 @@ class RecoveryCore {
     private readonly self: Ref<RecoveryMsg>,
   ) {
     this.timer = deps.clock.setInterval(() => dispatch(self, { type: 'tick' }), deps.options.persistIntervalMs);
+    // A core started again by its supervisor may have missed messages: nothing it buffered before counts.
+    deps.writeBuffer?.close();
     this.unwatch = deps.meta
       .watch(flushedWatchPrefix(deps.pchannel), (ev) => {
         if (ev.type !== 'put') return;
@@ -99,8 +105,18 @@ class RecoveryCore {
   handle(msg: RecoveryMsg): void {
     switch (msg.type) {
       case 'observe': {
-        const { state } = this.deps;
-        for (const m of msg.messages) for (const s of state.observe(m)) this.submit(s);
+        const { state, writeBuffer } = this.deps;
+        try {
+          for (let i = 0; i < msg.messages.length; i++) {
+            const m = msg.messages[i]!;
+            const sealed = state.observe(m);
+            writeBuffer?.persisted(m, msg.bytes[i]!, sealed, this.schemaOf);
+            for (const s of sealed) this.submit(s);
+          }
+        } catch (e) {
+          writeBuffer?.close(); // it may have missed an entry
+          throw e;
+        }
         if (state.dirtyMessages >= this.deps.options.maxDirtyMessages) this.persistWhenGapAllows();
         return;
       }
@@ -119,6 +135,7 @@ class RecoveryCore {
         return this.onPersisted(msg.error);
       case 'flushed':
         this.deps.state.markFlushed(msg.segmentId);
+        this.deps.writeBuffer?.drop(msg.segmentId); // flushed without it (another process, or from the WAL)
         return;
       case 'status':
         dispatch(msg.replyTo, this.status());
@@ -128,9 +145,14 @@ class RecoveryCore {
     }
   }
 
+  private readonly schemaOf = (vchannel: string, collectionId: number): CollectionSchema | undefined => this.deps.state.vchannels.collection(vchannel, collectionId)?.schema;
+
   private submit(s: SegmentRecord): void {
     const c = this.deps.state.vchannels.collection(s.vchannel, s.collectionId);
-    if (!c || s.flushId === undefined || s.flushTimetick === undefined) return;
+    if (!c || s.flushId === undefined || s.flushTimetick === undefined) {
+      this.deps.writeBuffer?.drop(s.segmentId);
+      return;
+    }
     this.submitted++;
     this.deps.flushQueue
       .submit({
@@ -193,6 +215,7 @@ class RecoveryCore {
       const err = toStreamingError(error);
       if (isFenced(err)) {
         this.fenced = true;
+        this.deps.writeBuffer?.close(); // the new owner flushes these segments, from the WAL
         this.deps.logger.warn('recovery storage fenced: a newer term owns the pchannel; nothing more is persisted', { pchannel: this.deps.pchannel, term: this.deps.term });
       } else {
         this.deps.logger.warn('persisting recovery state failed; retrying on the next tick', { pchannel: this.deps.pchannel, error: err.message });
@@ -235,6 +258,7 @@ class RecoveryCore {
   private finishClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.deps.writeBuffer?.close();
     void this.unwatch?.then((u) => u()).catch(() => undefined);
     const waiters = this.closeWaiters;
     this.closeWaiters = [];

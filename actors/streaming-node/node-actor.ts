@@ -19,7 +19,7 @@ import type { MemoryBudget } from '../wal/segments';
 import type { NodeMsg, NodeStatus } from './messages';
 
 /** What every WAL of the node shares besides its backend and TSO. */
-export type NodeWalDeps = Pick<WalDeps, 'meta' | 'flushQueue' | 'segmentIds' | 'segmentLimits' | 'recovery' | 'onReplayProgress'>;
+export type NodeWalDeps = Pick<WalDeps, 'meta' | 'flushQueue' | 'writeBuffer' | 'segmentIds' | 'segmentLimits' | 'recovery' | 'onReplayProgress'>;
 
 export interface StreamingNodeDeps {
   nodeId: string;

@@ -31,6 +31,7 @@ import { VChannelMeta } from './vchannel-meta';
 import { WriteAheadBuffer } from './write-ahead-buffer';
 import { DEFAULT_SEGMENT_LIMITS, MemoryBudget, SegmentManager, type Segment, type SegmentLimits } from './segments';
 import type { MetaStore } from '../../storage/meta/meta-store';
+import type { WriteBuffer } from '../../storage/flush/write-buffer';
 import type { FlushQueue } from '../../storage/flush/flush-queue';
 import { recover, type ReplayProgress } from '../recovery-storage/replay';
 import type { RecoveryState } from '../recovery-storage/state';
@@ -54,6 +55,8 @@ export interface WalDeps {
   meta: MetaStore;
   /** Where sealed segments go to be flushed. */
   flushQueue: FlushQueue;
+  /** The process's write buffer (storage/flush/write-buffer.ts), shared with its flush worker; none: every flush reads the WAL. */
+  writeBuffer?: WriteBuffer;
   /** Segment ids: unique across nodes and restarts (a MetaStore counter). */
   segmentIds: { next(): Promise<number> };
   segmentLimits?: SegmentLimits;
@@ -269,6 +272,7 @@ export class WalCore {
       state,
       meta: this.deps.meta,
       flushQueue: this.deps.flushQueue,
+      ...(this.deps.writeBuffer ? { writeBuffer: this.deps.writeBuffer.channel(this.pchannel, this.deps.channel.term) } : {}),
       log,
       clock: this.deps.clock,
       logger: this.logger,
@@ -553,18 +557,20 @@ export class WalCore {
       return false;
     }
     const written: LogMessage[] = new Array<LogMessage>(entries.length);
+    const bytes: Uint8Array[] = new Array<Uint8Array>(entries.length);
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       const lm = e.msg as LogMessage;
       lm.id = ids[i]!;
       lm.size = e.bytes.length;
       written[i] = lm;
+      bytes[i] = e.bytes;
     }
     const last = written[written.length - 1]!;
     this.lastPersistedId = last.id;
     this.lastTimetick = last.timetick;
     this.wab.append(written);
-    if (this.recoveryRef) dispatch(this.recoveryRef, { type: 'observe', messages: written });
+    if (this.recoveryRef) dispatch(this.recoveryRef, { type: 'observe', messages: written, bytes });
     for (let i = 0; i < entries.length; i++) {
       const lm = written[i]!;
       entries[i]!.done({ ok: true, value: { id: lm.id, timetick: lm.timetick, lastConfirmedId: lm.lastConfirmedId } });

@@ -91,6 +91,7 @@ export class StandaloneServer {
       const walShared: NodeWalDeps = {
         meta,
         flushQueue,
+        ...(flushWorker.writeBuffer ? { writeBuffer: flushWorker.writeBuffer } : {}),
         segmentIds: { next: () => meta.nextId('segment') },
         segmentLimits: { maxRows: config.segment.maxRows, maxBytes: config.segment.maxBytes, maxIdleMs: config.segment.maxIdleMs, maxLifetimeMs: config.segment.maxLifetimeMs },
         recovery: config.recovery,

@@ -12,7 +12,8 @@ import { MessageScanner, decodeLazily } from '../../runtime/message/codec';
 import type { DeleteMessage, LogMessage } from '../../runtime/message/types';
 import { forEachEntry, type LogEntry, type WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
-import { SegmentEncoder, writeSegmentData, type DeleteBatch } from '../segments/segment-writer';
+import { SegmentEncoder, writeSegmentData, type DeleteBatch, type EncodeOptions, type SegmentData } from '../segments/segment-writer';
+import type { MessageId } from '../../runtime/message/message-id';
 import { BatchBufferPool } from '../segments/table-builder';
 import type { FileChecksum } from '../segments/manifest';
 import { TxnBuffer } from '../../actors/wal/scanner/txn-buffer';
@@ -56,15 +57,21 @@ const batchBuffers = new BatchBufferPool(256 * 1024 * 1024, 5_000);
 
 /** Reads the job's WAL range, writes the segment's files and manifest; commits nothing. Idempotent. */
 export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Promise<FlushFiles> {
-  const ref = { collectionId: job.collectionId, partitionId: job.partitionId, segmentId: job.segmentId, schema: job.schema };
-  const segment = new SegmentEncoder(ref, { root: deps.root, buffers: batchBuffers });
-  const collector = new SegmentRowCollector(job, segment);
-  await readRange(deps.backend, job, collector);
-  for (const d of collector.deletesOfInsertedKeys()) segment.addDelete(d);
-  const data = await segment.finishData();
+  const rows = new SegmentRows(job, { root: deps.root, buffers: batchBuffers });
+  await readRange(deps.backend, job, rows);
+  const data = await rows.finishData();
+  const files = await writeSegmentFiles(data, deps);
+  rows.recycle(); // written: nothing refers to the batches any more
+  return files;
+}
+
+/**
+ * Writes a segment's encoded files (from writeFlushFiles, or from the write buffer, which encoded
+ * the segment as its messages were persisted) and its manifest; commits nothing. Idempotent.
+ */
+export async function writeSegmentFiles(data: SegmentData, deps: Pick<FlushFilesDeps, 'objects' | 'threadId' | 'onWriting'>): Promise<FlushFiles> {
   deps.onWriting?.();
   const encoded = await writeSegmentData(deps.objects, data);
-  segment.recycle(); // written: nothing refers to the batches any more
   const { inserts, deletes } = encoded.manifest.files;
   return {
     rows: inserts.rows,
@@ -75,21 +82,27 @@ export async function writeFlushFiles(job: FlushJob, deps: FlushFilesDeps): Prom
   };
 }
 
-/** Feeds the segment's WAL range to the collector until it has everything. */
-async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentRowCollector): Promise<void> {
+/** Feeds the segment's WAL range to `rows` until it has everything. */
+async function readRange(backend: WalBackend, job: FlushJob, rows: SegmentRows): Promise<void> {
   const log = await backend.open({ name: job.pchannel, term: 0, accessMode: 'ro' });
   try {
     // Transient: everything kept of an entry is copied (rows into the Arrow batches, other messages decoded).
-    await forEachEntry(log, { policy: { type: 'startFrom', id: job.fromId }, transient: true }, (entry) => collector.take(entry));
+    await forEachEntry(log, { policy: { type: 'startFrom', id: job.fromId }, transient: true }, (entry) => rows.take(entry));
   } finally {
     await log.close();
   }
 }
 
+/** The segment whose rows a SegmentRows takes, and where its range ends (once known). */
+export type SegmentOfRange = Pick<FlushJob, 'segmentId' | 'vchannel' | 'collectionId' | 'partitionId' | 'schema'> & { toId?: MessageId };
+
 /**
- * Takes a segment's rows from its WAL range, entry by entry: the inserts assigned to the segment
- * (committed transactions only, at their commit) go straight into the encoder, and the deletes of
- * the collection (its partition or all partitions) are kept for deletesOfInsertedKeys.
+ * Takes a segment's rows from its WAL range, entry by entry, and encodes them: the inserts assigned
+ * to the segment (committed transactions only, at their commit) go straight into the encoder, and
+ * the deletes of the collection (its partition or all partitions) are kept for the deletes file
+ * (narrowed to the keys the segment's inserts hold). The flush worker feeds it the range read
+ * back from the WAL; the write buffer (write-buffer.ts) feeds it each entry as the WAL persists it.
+ * Fed the same entries, both encode the same files.
  *
  * Each entry is first scanned (MessageScanner: envelope and header checked, nothing decoded or
  * allocated). An insert outside a transaction needs nothing else: if it is the segment's, its
@@ -98,27 +111,64 @@ async function readRange(backend: WalBackend, job: FlushJob, collector: SegmentR
  * (transaction control and bodies, deletes, time ticks) is decoded whole and goes through a
  * TxnBuffer, which assembles committed transactions and drops rolled back or expired ones.
  */
-class SegmentRowCollector {
+export class SegmentRows {
+  private readonly segment: SegmentEncoder;
   private readonly txns = new TxnBuffer();
   /** Transactions with rows in this segment, still open at the flush marker. */
   private readonly pendingTxns = new Set<bigint>();
   private readonly deleteMsgs: LogMessage<DeleteMessage>[] = [];
   private pastMarker = false;
+  private done = false;
+  private toId: MessageId | undefined;
   private readonly scanner = new MessageScanner();
   /** UTF-8 of the job's vchannel, compared with each entry's. */
   private readonly vchannel: Uint8Array;
 
   constructor(
-    private readonly job: FlushJob,
-    private readonly segment: SegmentEncoder,
+    private readonly job: SegmentOfRange,
+    opts: EncodeOptions,
   ) {
+    this.segment = new SegmentEncoder({ collectionId: job.collectionId, partitionId: job.partitionId, segmentId: job.segmentId, schema: job.schema }, opts);
     this.vchannel = Buffer.from(job.vchannel, 'utf8');
+    this.toId = job.toId;
+  }
+
+  /** Where the range ends: the id of the segment's flush marker (set before the marker is taken). */
+  markerAt(id: MessageId): void {
+    this.toId = id;
+  }
+
+  /** Whether every entry the segment needs was taken (take answered false). */
+  get complete(): boolean {
+    return this.done;
+  }
+
+  /** Bytes of the record batches built so far. */
+  get heldBytes(): number {
+    return this.segment.heldBytes;
+  }
+
+  /** The encoded data files (the deletes of the inserted keys added). Once complete; spends the encoder. */
+  async finishData(): Promise<SegmentData> {
+    for (const d of this.deletesOfInsertedKeys()) this.segment.addDelete(d);
+    return this.segment.finishData();
+  }
+
+  /** See SegmentEncoder.recycle. */
+  recycle(): void {
+    this.segment.recycle();
   }
 
   /** Takes the next entry of the range; false once the range is complete (nothing after this entry is needed). */
   take(entry: LogEntry): boolean {
+    const more = this.takeEntry(entry);
+    if (!more) this.done = true;
+    return more;
+  }
+
+  private takeEntry(entry: LogEntry): boolean {
     const { job, pendingTxns } = this;
-    if (!this.pastMarker && entry.id >= job.toId) {
+    if (!this.pastMarker && this.toId !== undefined && entry.id >= this.toId) {
       this.pastMarker = true;
       if (pendingTxns.size === 0) return false;
     }
@@ -147,7 +197,7 @@ class SegmentRowCollector {
   }
 
   /** The kept deletes, narrowed to the keys the segment's inserts hold (none when it has none). */
-  deletesOfInsertedKeys(): DeleteBatch[] {
+  private deletesOfInsertedKeys(): DeleteBatch[] {
     if (this.deleteMsgs.length === 0) return [];
     const keys = new Set<number | string>(this.segment.insertedKeys());
     const deletes: DeleteBatch[] = [];

@@ -8,6 +8,24 @@ import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { ObjectStoreConfig } from '../../config/schema';
 import type { FlushJob } from './flush-queue';
 import type { FlushFiles } from './flush-files';
+import type { SegmentData } from '../segments/segment-writer';
+
+/** Buffers at least this large are moved to the thread; smaller ones (the Arrow writer's own, which it may share) are copied. */
+const TRANSFER_MIN_BYTES = 1024 * 1024;
+
+/**
+ * The ArrayBuffers of `data`'s file parts to transfer with it: the record batches' buffers (a
+ * segment's encoder owns them, and is spent once the data is made). The sender must not touch
+ * them afterwards.
+ */
+export function transferablesOf(data: SegmentData): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const part of [...data.inserts, ...data.deletes]) {
+    const b = part.buffer;
+    if (b instanceof ArrayBuffer && b.byteLength >= TRANSFER_MIN_BYTES) out.add(b);
+  }
+  return [...out];
+}
 
 /**
  * The WAL a flush thread reads (read-only) — the same logs the node's own backend writes. The
@@ -34,8 +52,12 @@ export interface FlushThreadData {
 }
 
 export type ToThread =
-  /** Run the file step of `job`; answered by `done` or `failed` with the same id, maybe after `writing`. */
-  | { type: 'job'; id: number; job: FlushJob }
+  /**
+   * Run the file step of `job`; answered by `done` or `failed` with the same id, maybe after
+   * `writing`. With `data` (the segment as the write buffer encoded it, its large buffers
+   * transferred, not copied) only its files are written; without, the WAL range is read.
+   */
+  | { type: 'job'; id: number; job: FlushJob; data?: SegmentData }
   /** Close the backend and the store, then exit (code 0). */
   | { type: 'close' };
 

@@ -17,7 +17,7 @@ import { createLogger } from '../../runtime/logger';
 import type { WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
 import { openObjectStore } from '../objects/open';
-import { writeFlushFiles } from './flush-files';
+import { writeFlushFiles, writeSegmentFiles } from './flush-files';
 import { errorToWire, type FlushThreadData, type FlushThreadSettings, type FlushWalSettings, type FromThread, type ToThread } from './flush-thread-protocol';
 
 interface Opened {
@@ -50,7 +50,8 @@ export function runFlushThread(): void {
         try {
           const { backend, objects } = await open();
           const onWriting = (): void => post({ type: 'writing', id: m.id });
-          post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId, onWriting }) });
+          const files = m.data ? await writeSegmentFiles(m.data, { objects, threadId, onWriting }) : await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId, onWriting });
+          post({ type: 'done', id: m.id, files });
         } catch (e) {
           post({ type: 'failed', id: m.id, error: errorToWire(e) });
         }

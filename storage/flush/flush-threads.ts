@@ -27,7 +27,8 @@ import { ErrorCode, StreamingError } from '../../runtime/errors';
 import { createLogger, type Logger } from '../../runtime/logger';
 import type { FlushJob } from './flush-queue';
 import type { FlushFiles } from './flush-files';
-import { errorFromWire, threadDiedError, type FlushThreadData, type FlushThreadSettings, type FromThread, type ToThread } from './flush-thread-protocol';
+import type { SegmentData } from '../segments/segment-writer';
+import { errorFromWire, threadDiedError, transferablesOf, type FlushThreadData, type FlushThreadSettings, type FromThread, type ToThread } from './flush-thread-protocol';
 
 export interface FlushThreadPoolOptions {
   settings: FlushThreadSettings;
@@ -68,6 +69,8 @@ interface Slot {
 interface Task {
   readonly id: number;
   readonly job: FlushJob;
+  /** The segment as the write buffer encoded it, until it is sent to a thread. */
+  data?: SegmentData | undefined;
   resolve(files: FlushFiles): void;
   reject(e: Error): void;
 }
@@ -132,11 +135,15 @@ export class FlushThreadPool {
     return [...this.slots].map((s) => ({ threadId: s.threadId, busy: s.tasks.size > 0, jobs: s.tasks.size, worker: s.worker }));
   }
 
-  /** Runs the file step of `job` on a thread; resolves with what the commit needs. */
-  run(job: FlushJob): Promise<FlushFiles> {
+  /**
+   * Runs the file step of `job` on a thread; resolves with what the commit needs. With `data` (the
+   * segment encoded by the write buffer), the thread writes its files only; their large buffers
+   * move to the thread and must not be used here any more.
+   */
+  run(job: FlushJob, data?: SegmentData): Promise<FlushFiles> {
     if (this.closed) return Promise.reject(new StreamingError(ErrorCode.ON_SHUTDOWN, 'flush threads are closed'));
     return new Promise<FlushFiles>((resolve, reject) => {
-      this.waiting.push({ id: this.nextId++, job, resolve, reject });
+      this.waiting.push({ id: this.nextId++, job, ...(data ? { data } : {}), resolve, reject });
       this.pump();
     });
   }
@@ -193,12 +200,13 @@ export class FlushThreadPool {
       slot.tasks.set(task.id, task);
       slot.encoding = task.id;
       slot.worker.ref();
-      this.send(slot, { type: 'job', id: task.id, job: task.job });
+      this.send(slot, { type: 'job', id: task.id, job: task.job, ...(task.data ? { data: task.data } : {}) }, task.data ? transferablesOf(task.data) : undefined);
+      task.data = undefined; // the thread has it
     }
   }
 
-  private send(slot: Slot, m: ToThread): void {
-    slot.worker.postMessage(m);
+  private send(slot: Slot, m: ToThread, transfer?: ArrayBuffer[]): void {
+    slot.worker.postMessage(m, transfer);
   }
 
   private spawn(): Slot {

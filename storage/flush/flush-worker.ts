@@ -20,7 +20,8 @@ import type { MetaStore } from '../meta/meta-store';
 import { pchannelKey } from '../meta/meta-store';
 import type { ObjectStore } from '../objects/object-store';
 import { flushedKeyPath, type FlushJob } from './flush-queue';
-import { writeFlushFiles, type FlushFiles } from './flush-files';
+import { writeFlushFiles, writeSegmentFiles, type FlushFiles, type SegmentRows } from './flush-files';
+import type { WriteBuffer } from './write-buffer';
 import type { FlushThreadPool } from './flush-threads';
 import type { FlushWorker } from './inline-flush-queue';
 
@@ -50,11 +51,25 @@ export interface SegmentFlushWorkerDeps {
    * The worker owns the pool: close() ends it.
    */
   threads?: FlushThreadPool;
+  /**
+   * The process's write buffer: a job whose segment it holds complete writes the files encoded
+   * there instead of reading the WAL range back (see write-buffer.ts).
+   */
+  writeBuffer?: WriteBuffer;
   logger?: Logger;
+}
+
+/** Jobs whose files this worker wrote, by where their rows came from. */
+export interface FlushSources {
+  /** The segment encoded in the write buffer as its messages were persisted. */
+  writeBuffer: number;
+  /** The segment's WAL range, read back. */
+  wal: number;
 }
 
 export class SegmentFlushWorker implements FlushWorker {
   private readonly logger: Logger;
+  private readonly counts: FlushSources = { writeBuffer: 0, wal: 0 };
 
   constructor(private readonly deps: SegmentFlushWorkerDeps) {
     this.logger = deps.logger ?? createLogger('flush.worker');
@@ -69,6 +84,11 @@ export class SegmentFlushWorker implements FlushWorker {
     return this.deps.threads?.jobsAtOnce ?? 2;
   }
 
+  /** The write buffer this worker takes segments from (the process's WALs feed it), if any. */
+  get writeBuffer(): WriteBuffer | undefined {
+    return this.deps.writeBuffer;
+  }
+
   /** Flush threads in use, or undefined when the file step runs on this thread. */
   get threads(): FlushThreadPool | undefined {
     return this.deps.threads;
@@ -77,7 +97,9 @@ export class SegmentFlushWorker implements FlushWorker {
   async process(job: FlushJob): Promise<void> {
     const current = await this.deps.meta.pchannelTerm(job.pchannel);
     if (current !== job.term) throw new ChannelFencedError(job.pchannel, job.term, current);
-    const files = await this.writeFiles(job);
+    const buffered = this.deps.writeBuffer?.take(job);
+    const files = buffered ? await this.writeBuffered(job, buffered) : await this.writeFiles(job);
+    this.counts[buffered ? 'writeBuffer' : 'wal']++;
     const record: FlushedSegment = {
       segmentId: job.segmentId,
       collectionId: job.collectionId,
@@ -91,7 +113,12 @@ export class SegmentFlushWorker implements FlushWorker {
     };
     // The commit: only at the owner's current term.
     await this.deps.meta.casOwnerWrite(job.pchannel, job.term, [{ key: pchannelKey(job.pchannel, flushedKeyPath(job.segmentId)), value: JSON.stringify(record) }]);
-    this.logger.debug('segment committed', { ...record, threadId: files.threadId });
+    this.logger.debug('segment committed', { ...record, threadId: files.threadId, from: buffered ? 'write buffer' : 'wal' });
+  }
+
+  /** Jobs whose files this worker wrote, by where their rows came from. */
+  get sources(): FlushSources {
+    return { ...this.counts };
   }
 
   /** Ends the flush threads, if any (running jobs may finish first, see FlushThreadPool.close). Idempotent. */
@@ -102,5 +129,12 @@ export class SegmentFlushWorker implements FlushWorker {
   private writeFiles(job: FlushJob): Promise<FlushFiles> {
     const { threads, backend, objects, root } = this.deps;
     return threads ? threads.run(job) : writeFlushFiles(job, { backend, objects, root, threadId });
+  }
+
+  /** Writes the files of a segment the write buffer encoded (on a flush thread when there are threads: the checksums are most of the work left). */
+  private async writeBuffered(job: FlushJob, rows: SegmentRows): Promise<FlushFiles> {
+    const data = await rows.finishData();
+    const { threads, objects } = this.deps;
+    return threads ? threads.run(job, data) : writeSegmentFiles(data, { objects, threadId });
   }
 }

@@ -14,6 +14,7 @@ import type { MetaStore } from '../meta/meta-store';
 import type { ObjectStore } from '../objects/object-store';
 import { SegmentFlushWorker } from './flush-worker';
 import { FlushThreadPool } from './flush-threads';
+import { WriteBuffer } from './write-buffer';
 import type { FlushThreadSettings, FlushWalSettings } from './flush-thread-protocol';
 
 /**
@@ -49,17 +50,23 @@ export interface FlushWorkerDeps {
   logger?: Logger;
 }
 
-/** The flush worker for `config`: on flush threads when configured and possible. Close it after its queue. */
+/**
+ * The flush worker for `config`: on flush threads when configured and possible, with the write
+ * buffer of `flush.writeBufferBytes` (worker.writeBuffer: the process's WALs feed it). Close it
+ * after its queue.
+ */
 export function createFlushWorker(config: WalstreamConfig, deps: FlushWorkerDeps): SegmentFlushWorker {
   const logger = deps.logger ?? createLogger('flush');
   const { backend, objects, meta } = deps;
   const root = config.objectStore.rootPath;
   const threads = config.flush.threads;
+  const writeBuffer = config.flush.writeBufferBytes > 0 ? new WriteBuffer({ maxBytes: config.flush.writeBufferBytes, root, logger }) : undefined;
+  const common = { backend, objects, meta, root, ...(writeBuffer ? { writeBuffer } : {}) };
   if (threads > 0) {
     const settings = flushThreadSettings(config);
     const why = settings === undefined ? `wal.backend is ${config.wal.backend}: its logs exist only in this thread` : deps.inThreadBecause;
-    if (settings !== undefined && why === undefined) return new SegmentFlushWorker({ backend, objects, meta, root, threads: new FlushThreadPool({ settings, threads }) });
+    if (settings !== undefined && why === undefined) return new SegmentFlushWorker({ ...common, threads: new FlushThreadPool({ settings, threads }) });
     logger.info('flush jobs run on the main thread', { reason: why });
   }
-  return new SegmentFlushWorker({ backend, objects, meta, root });
+  return new SegmentFlushWorker(common);
 }

@@ -202,6 +202,11 @@ export class SegmentEncoder {
     this.deletes.appendColumns([{ name: primaryKey.name, ...d.primaryKeys } as Column], rows, d.timetick, { what: 'delete', index });
   }
 
+  /** Bytes of the record batches built so far (inserts and deletes). */
+  get heldBytes(): number {
+    return this.inserts.heldBytes + this.deletes.heldBytes;
+  }
+
   /** Primary keys of the rows inserted so far, in order. */
   insertedKeys(): (number | string)[] {
     return this.inserts.firstFieldValues();

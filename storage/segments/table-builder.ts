@@ -68,6 +68,8 @@ interface ColumnBuffer {
   copyColumn(c: Column, from: number, to: number, at: number, where: AppendContext): void;
   /** Arrow data of the first `rows` rows, still sharing the buffers. */
   data(rows: number): arrow.Data;
+  /** Bytes of the buffers of the batch being built. */
+  readonly byteLength: number;
   /** Hands the buffers over (to a sealed batch) and starts empty. */
   release(): void;
   /** Gives the full-size buffers of the batches sealed so far to `pool` (they must be unused from now on). */
@@ -162,6 +164,10 @@ class FixedBuffer implements ColumnBuffer {
   ) {
     this.rowBytes = FIXED[kind].bytes * lanes;
     this.values = FIXED[kind].make(0);
+  }
+
+  get byteLength(): number {
+    return this.bytes.byteLength;
   }
 
   reserve(capacity: number, used: number): void {
@@ -266,6 +272,10 @@ class BoolBuffer implements ColumnBuffer {
 
   constructor(private readonly name: string) {}
 
+  get byteLength(): number {
+    return this.values.byteLength;
+  }
+
   reserve(capacity: number, used: number): void {
     const grown = new Uint8Array(capacity);
     grown.set(this.values.subarray(0, used));
@@ -306,6 +316,10 @@ class Utf8Buffer implements ColumnBuffer {
   private bytes: Uint8Array = EMPTY;
 
   constructor(private readonly name: string) {}
+
+  get byteLength(): number {
+    return this.offsets.byteLength + this.bytes.byteLength;
+  }
 
   reserve(capacity: number, used: number): void {
     const grown = new Int32Array(capacity + 1);
@@ -427,6 +441,8 @@ export class TableBuilder {
   private startCapacity: number;
   /** Rows appended so far. */
   rows = 0;
+  /** Bytes of the buffers of the sealed batches. */
+  private sealedBytes = 0;
 
   /** `fields` in table order without `_timetick` (the primary key first); `schema` is the table's Arrow schema. */
   constructor(
@@ -541,7 +557,15 @@ export class TableBuilder {
     this.capacity = capacity;
   }
 
+  /** Bytes of the buffers held: the sealed batches' and the one being built (its whole capacity). */
+  get heldBytes(): number {
+    let n = this.sealedBytes;
+    for (const b of this.buffers) n += b.byteLength;
+    return n;
+  }
+
   private seal(): void {
+    for (const b of this.buffers) this.sealedBytes += b.byteLength;
     const children = this.buffers.map((b) => b.data(this.batchRows));
     this.batches.push(new arrow.RecordBatch(this.schema, arrow.makeData({ type: new arrow.Struct(this.schema.fields), length: this.batchRows, nullCount: 0, children })));
     for (const b of this.buffers) b.release();

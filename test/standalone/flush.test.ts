@@ -82,6 +82,33 @@ describe('segments, flush and recovery (standalone)', () => {
       expect(r.tag).toBe(`row-${id}`);
       expect(r.vec).toEqual([id, Math.fround(id / 3), -id, Math.fround(0.1)]);
     }
+    // Every segment was encoded in the write buffer as it grew, and written from there on a flush thread.
+    expect(server.flushWorker.sources).toEqual({ writeBuffer: segs.length, wal: 0 });
+    expect(server.flushWorker.writeBuffer!.stats).toMatchObject({ segments: 0, heldBytes: 0, taken: segs.length });
+    // Reading each segment's WAL range back writes the very same files (a different manifest would be a SegmentConflictError).
+    const fromWal = new SegmentFlushWorker({ backend: server.walBackend, objects: server.objects, meta: server.meta, root: server.config.objectStore.rootPath });
+    const term = (await c.status()).pchannels.find((p) => p.name === pchannel)!.term;
+    for (const s of segs) {
+      const seg = JSON.parse((await server.meta.get(pchannelKey(pchannel, `segment/${s.segmentId}`)))!.value) as { createId: string; flushId: string; flushTimetick: string };
+      await fromWal.process({ pchannel, term, segmentId: s.segmentId, vchannel, collectionId: info.id, partitionId: s.partitionId, schema: SCHEMA, fromId: seg.createId, toId: seg.flushId, toTimetick: seg.flushTimetick });
+    }
+    expect(fromWal.sources).toEqual({ writeBuffer: 0, wal: segs.length });
+  });
+
+  test('with flush.writeBufferBytes = 0 every flush reads its segment back from the WAL', async () => {
+    server = await StandaloneServer.start(config(dir, { 'flush.writeBufferBytes': '0' }));
+    expect(server.flushWorker.writeBuffer).toBeUndefined();
+    const c = server.client;
+    const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
+    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    for (let i = 0; i < 6; i++) await c.insert({ collection: 'docs', columns: rows(1 + i * 10, 10) }); // 60 rows: 50 + 10
+    await c.flush('docs');
+    await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 60, 15_000, 'all rows flushed');
+    const segs = await flushedSegments(server, pchannel);
+    expect(server.flushWorker.sources).toEqual({ writeBuffer: 0, wal: segs.length });
+    const keys: number[] = [];
+    for (const s of segs) keys.push(...((await readSegment(server.objects, s, { root: server.config.objectStore.rootPath })).inserts.primaryKeys.data as number[]));
+    expect(keys.sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
   });
 
   test('a fenced owner\'s flush job is rejected and leaves no committed segment', async () => {
@@ -150,6 +177,23 @@ describe('segments, flush and recovery (standalone)', () => {
     await c.insert({ collection: 'docs', columns: rows(1, 20) });
     await c.flush('docs');
     await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 20, 15_000, 'all rows flushed');
+    expect(server.flushWorker.sources).toEqual({ writeBuffer: 1, wal: 0 }); // written from the write buffer, on this thread
+  });
+
+  test('a segment that grew before a restart is flushed from the WAL after it, with every row', async () => {
+    server = await StandaloneServer.start(config(dir));
+    const c = server.client;
+    const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
+    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    await c.insert({ collection: 'docs', columns: rows(1, 20) }); // growing at the restart
+    await server.close();
+    server = await StandaloneServer.start(config(dir));
+    await server.client.insert({ collection: 'docs', columns: rows(21, 10) }); // same segment (30 < 50 rows)
+    await server.client.flush('docs');
+    await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 30, 15_000, 'all rows flushed');
+    expect(server.flushWorker.sources).toEqual({ writeBuffer: 0, wal: 1 });
+    const [s] = await flushedSegments(server, pchannel);
+    expect((await readSegment(server.objects, s!, { root: server.config.objectStore.rootPath })).inserts.primaryKeys.data).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   });
 
   test('recovery checkpoint persists, the WAL is truncated below flushed data, and a restart recovers from the checkpoint', async () => {

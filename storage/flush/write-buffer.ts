@@ -1,0 +1,239 @@
+/**
+ * The write buffer of a process: each growing segment its WALs create is encoded while its
+ * messages are persisted, so that its flush job only writes the files out instead of reading the
+ * segment's WAL range back and encoding it then (as a Milvus streaming node flushes growing
+ * segments from its write buffer). The recovery storage of each pchannel feeds its part, a
+ * ChannelWriteBuffer, every persisted message with its bytes, in log order; the flush worker takes
+ * a segment out when it runs the segment's job (SegmentFlushWorker).
+ *
+ * A segment is fed exactly what the flush would read back from the WAL — the entries from its
+ * CreateSegment on, through the same SegmentRows — so both ways encode the same files. The WAL
+ * stays the source of truth: a job finds nothing here, and reads its range, when
+ * - the segment was created before this owner opened the pchannel (its first entries were never
+ *   fed: after a restart or a move, on another node of a cluster, or its job is a retry),
+ * - its job runs before the segment is complete (a transaction with rows in it is still open at
+ *   its flush marker) or on another process (a BullMQ worker elsewhere),
+ * - it was dropped to keep the buffer within `maxBytes` (the largest segment goes first), or it
+ *   failed to encode (then the read-back fails the same way, as a job error).
+ * A segment leaves the buffer when its job takes it, when it is flushed elsewhere, dropped with
+ * its collection or partition, or when its pchannel closes here.
+ */
+import type { Logger } from '../../runtime/logger';
+import { createLogger } from '../../runtime/logger';
+import { toStreamingError } from '../../runtime/errors';
+import type { MessageId } from '../../runtime/message/message-id';
+import type { CollectionSchema, LogMessage } from '../../runtime/message/types';
+import type { FlushJob } from './flush-queue';
+import { SegmentRows } from './flush-files';
+
+export interface WriteBufferOptions {
+  /** Bytes of record batches held at most; beyond, the largest segments are dropped (their flushes read the WAL). 0: nothing is buffered. */
+  maxBytes: number;
+  /** Layout root of segments in the object store (as the flush worker's). */
+  root: string;
+  logger?: Logger;
+}
+
+/** What the buffer did since it was made (status and tests). */
+export interface WriteBufferStats {
+  /** Segments held now, and the bytes of their record batches. */
+  segments: number;
+  heldBytes: number;
+  /** Segments taken complete by their flush job. */
+  taken: number;
+  /** Segments dropped to stay within maxBytes. */
+  evicted: number;
+  /** Segments whose job came before they were complete, or that failed to encode. */
+  missed: number;
+}
+
+/** One segment being encoded, or complete and waiting for its job. */
+interface BufferedSegment {
+  pchannel: string;
+  term: number;
+  segmentId: number;
+  vchannel: string;
+  collectionId: number;
+  partitionId: number;
+  /** Id of its CreateSegment: the job's fromId. */
+  fromId: MessageId;
+  /** Id of its flush marker, once persisted: the job's toId. */
+  toId: MessageId | undefined;
+  rows: SegmentRows;
+  /** rows.heldBytes when last counted into the buffer's total. */
+  bytes: number;
+  /** The part of the buffer that feeds it. */
+  channel: ChannelWriteBuffer;
+}
+
+function keyOf(pchannel: string, term: number, segmentId: number): string {
+  return `${pchannel}\u0000${term}\u0000${segmentId}`;
+}
+
+export class WriteBuffer {
+  private readonly segments = new Map<string, BufferedSegment>();
+  private held = 0;
+  private taken = 0;
+  private evicted = 0;
+  private missed = 0;
+  private readonly logger: Logger;
+
+  constructor(private readonly opts: WriteBufferOptions) {
+    if (!(Number.isSafeInteger(opts.maxBytes) && opts.maxBytes >= 0)) throw new RangeError(`write buffer: maxBytes must be a non-negative integer, got ${opts.maxBytes}`);
+    this.logger = opts.logger ?? createLogger('flush.write-buffer');
+  }
+
+  /** The part of the buffer that the recovery storage of `pchannel` at `term` feeds. */
+  channel(pchannel: string, term: number): ChannelWriteBuffer {
+    return new ChannelWriteBuffer(this, pchannel, term);
+  }
+
+  /**
+   * The segment of `job`, complete (every entry its flush needs was fed), taken out of the buffer:
+   * its SegmentRows encode the files. Undefined when the buffer cannot stand for the WAL range
+   * (see the module comment): the job reads the range.
+   */
+  take(job: FlushJob): SegmentRows | undefined {
+    const key = keyOf(job.pchannel, job.term, job.segmentId);
+    const s = this.segments.get(key);
+    if (s === undefined) return undefined;
+    this.remove(key, s);
+    if (!s.rows.complete || s.fromId !== job.fromId || s.toId !== job.toId || s.vchannel !== job.vchannel || s.collectionId !== job.collectionId || s.partitionId !== job.partitionId) {
+      this.missed++;
+      this.logger.debug('write buffer: segment not complete when its job came; it is read from the WAL', { pchannel: job.pchannel, segmentId: job.segmentId });
+      return undefined;
+    }
+    this.taken++;
+    return s.rows;
+  }
+
+  get stats(): WriteBufferStats {
+    return { segments: this.segments.size, heldBytes: this.held, taken: this.taken, evicted: this.evicted, missed: this.missed };
+  }
+
+  /** @internal ChannelWriteBuffer: starts encoding a segment (nothing when the buffer is off). */
+  start(s: Omit<BufferedSegment, 'rows' | 'bytes' | 'toId'>, schema: CollectionSchema): BufferedSegment | undefined {
+    if (this.opts.maxBytes === 0) return undefined;
+    const b: BufferedSegment = { ...s, toId: undefined, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root }), bytes: 0 };
+    this.segments.set(keyOf(s.pchannel, s.term, s.segmentId), b);
+    return b;
+  }
+
+  /** @internal Counts what `s` holds now; drops the largest segments while the buffer is over maxBytes. */
+  recount(s: BufferedSegment): void {
+    const now = s.rows.heldBytes;
+    this.held += now - s.bytes;
+    s.bytes = now;
+    while (this.held > this.opts.maxBytes && this.segments.size > 0) {
+      let largest: [string, BufferedSegment] | undefined;
+      for (const e of this.segments) if (largest === undefined || e[1].bytes > largest[1].bytes) largest = e;
+      const [key, victim] = largest!;
+      this.remove(key, victim);
+      this.evicted++;
+      this.logger.info('write buffer full: a segment is dropped from it, its flush reads the WAL', { pchannel: victim.pchannel, segmentId: victim.segmentId, bytes: victim.bytes, maxBytes: this.opts.maxBytes });
+    }
+  }
+
+  /** @internal Drops `s`; `error`: it failed to encode (counted as missed). */
+  drop(s: BufferedSegment, error?: unknown): void {
+    const key = keyOf(s.pchannel, s.term, s.segmentId);
+    if (this.segments.get(key) !== s) return;
+    this.remove(key, s);
+    if (error === undefined) return;
+    this.missed++;
+    // Its flush reads the WAL and meets the same entry: the job fails with it.
+    this.logger.warn('write buffer: a segment failed to encode; its flush reads the WAL', { pchannel: s.pchannel, segmentId: s.segmentId, error: toStreamingError(error).message });
+  }
+
+  private remove(key: string, s: BufferedSegment): void {
+    this.segments.delete(key);
+    this.held -= s.bytes;
+    s.bytes = 0;
+    s.channel.forget(s.segmentId);
+  }
+}
+
+/**
+ * The segments of one pchannel at one owner term in the write buffer, fed by its recovery storage
+ * (recovery-actor.ts) with every persisted message, in log order.
+ */
+export class ChannelWriteBuffer {
+  /** Segments of this pchannel still taking entries (not complete), by segment id. */
+  private readonly filling = new Map<number, BufferedSegment>();
+  /** Every segment of this pchannel in the buffer (filling or complete), by segment id. */
+  private readonly held = new Map<number, BufferedSegment>();
+
+  constructor(
+    private readonly buffer: WriteBuffer,
+    readonly pchannel: string,
+    readonly term: number,
+  ) {}
+
+  /**
+   * A message persisted at `m.id` as `bytes`. `sealed`: the segments whose flush marker it is (as
+   * the recovery state just found them); `schemaOf`: the schema of a collection, for a
+   * CreateSegment (undefined: an unknown collection, whose segment is not buffered).
+   */
+  persisted(m: LogMessage, bytes: Uint8Array, sealed: readonly { segmentId: number; flushId?: MessageId }[], schemaOf: (vchannel: string, collectionId: number) => CollectionSchema | undefined): void {
+    if (m.type === 'CreateSegment' && !this.held.has(m.header.segmentId)) {
+      const schema = schemaOf(m.vchannel, m.header.collectionId);
+      const s =
+        schema === undefined
+          ? undefined
+          : this.buffer.start({ pchannel: this.pchannel, term: this.term, segmentId: m.header.segmentId, vchannel: m.vchannel, collectionId: m.header.collectionId, partitionId: m.header.partitionId, fromId: m.id, channel: this }, schema);
+      if (s !== undefined) {
+        this.filling.set(s.segmentId, s);
+        this.held.set(s.segmentId, s);
+      }
+    }
+    for (const r of sealed) {
+      const s = this.filling.get(r.segmentId);
+      if (s !== undefined && r.flushId !== undefined) {
+        s.toId = r.flushId;
+        s.rows.markerAt(r.flushId);
+      }
+    }
+    if (m.type === 'DropCollection' || m.type === 'DropPartition') {
+      for (const s of [...this.held.values()]) {
+        if (s.vchannel === m.vchannel && s.collectionId === m.header.collectionId && (m.type === 'DropCollection' || s.partitionId === m.header.partitionId)) this.drop(s.segmentId);
+      }
+    }
+    if (this.filling.size === 0) return;
+    const entry = { id: m.id, data: bytes, verified: true };
+    for (const s of this.filling.values()) {
+      // What SegmentRows skips unread anyway: another vchannel's message.
+      if (m.vchannel !== '' && m.vchannel !== s.vchannel) continue;
+      let more: boolean;
+      try {
+        more = s.rows.take(entry);
+      } catch (e) {
+        this.buffer.drop(s, e);
+        continue;
+      }
+      if (!more) this.filling.delete(s.segmentId);
+      if (m.type === 'Insert' || !more) this.buffer.recount(s);
+    }
+  }
+
+  /** Drops a segment of this pchannel (flushed elsewhere, dropped, or its job was not queued). */
+  drop(segmentId: number): void {
+    const s = this.held.get(segmentId);
+    if (s !== undefined) this.buffer.drop(s);
+  }
+
+  /** Drops every segment of this pchannel: its owner closes here (a later owner flushes from the WAL). */
+  close(): void {
+    for (const id of [...this.held.keys()]) this.drop(id);
+  }
+
+  /** Segments of this pchannel held now (filling or complete). */
+  get size(): number {
+    return this.held.size;
+  }
+
+  /** @internal WriteBuffer: the segment left the buffer. */
+  forget(segmentId: number): void {
+    this.filling.delete(segmentId);
+    this.held.delete(segmentId);
+  }
+}
