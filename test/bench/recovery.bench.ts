@@ -33,8 +33,8 @@ import { promises as fs } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { systemClock } from '../../runtime/clock';
 import { createLogger } from '../../runtime/logger';
-import { encodeMessage } from '../../runtime/message/codec';
-import type { CollectionSchema, Column, Message } from '../../runtime/message/types';
+import { decodeLazily, encodeMessage } from '../../runtime/message/codec';
+import type { CollectionSchema, Column, LogMessage, Message } from '../../runtime/message/types';
 import { sequenceId } from '../../runtime/message/message-id';
 import { estimateInsertBytes } from '../../runtime/message/validate';
 import { DEFAULT_SEGMENT_LIMITS } from '../../actors/wal/segments';
@@ -51,8 +51,10 @@ import { createFlushWorker } from '../../storage/flush/from-config';
 import { loadConfig } from '../../config/load';
 import type { WalstreamConfig } from '../../config/schema';
 import { flushedKeyPath, type FlushJob } from '../../storage/flush/flush-queue';
+import type { ChannelWriteBuffer } from '../../storage/flush/write-buffer';
+import { forEachEntry } from '../../storage/wal/backend';
 import { recover } from '../../actors/recovery-storage/replay';
-import type { SegmentRecord } from '../../actors/recovery-storage/state';
+import { RecoveryState, type SegmentRecord } from '../../actors/recovery-storage/state';
 import type { Logger } from '../../runtime/logger';
 import type { S3rverFixture } from '../support/s3rver';
 import { fmt, printTable, progress, type Row } from './table';
@@ -187,7 +189,12 @@ interface PassResult {
   /** Bytes the flush put (data files and manifests). */
   written: number;
   objects: number;
+  /** Seconds the write buffer took to encode the segments as their messages were fed to it (0: the flush read the WAL). */
+  feedSec: number;
 }
+
+/** Where a flush takes a segment's rows from: its WAL range read back, or the write buffer that encoded it as it grew. */
+type FlushSource = 'WAL range' | 'write buffer';
 
 interface StoreResult {
   /** Flush threads the worker used (0: the main thread). */
@@ -208,14 +215,27 @@ interface StoreResult {
  * again (under `raw/`), as many at a time as the queue runs jobs: each ratio pairs a flush with raw
  * puts made right after it.
  */
-async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, pchannel: string, segments: SegmentRecord[], runningPasses: number, logger: Logger): Promise<StoreResult> {
+async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend: LocalWalBackend, meta: MetaStore, flushed: FlushedLog, source: FlushSource, runningPasses: number, logger: Logger): Promise<StoreResult> {
   const worker = createFlushWorker(config, { backend, objects, meta, logger });
   const queue = new InlineFlushQueue(worker, systemClock, { logger });
   const concurrency = defaultConcurrency(worker); // what the queue runs at, as standalone runs it
+  const { pchannel, segments } = flushed;
+  // From the write buffer: before each pass, the log is fed to it as the owner's recovery storage feeds it.
+  const writeBuffer = worker.writeBuffer;
+  if ((source === 'write buffer') !== (writeBuffer !== undefined)) throw new Error(`flush from the ${source}: the worker has ${writeBuffer ? 'a' : 'no'} write buffer`);
+  const prepare = writeBuffer ? (term: number) => feedWriteBuffer(writeBuffer.channel(pchannel, term), backend, flushed) : undefined;
   try {
-    const first = await flushPass(queue, objects, meta, pchannel, segments, concurrency);
+    const pass = async (): Promise<PassResult> => {
+      const before = worker.sources;
+      const p = await flushPass(queue, objects, meta, pchannel, segments, concurrency, prepare);
+      const after = worker.sources;
+      const fromBuffer = after.writeBuffer - before.writeBuffer;
+      if (fromBuffer !== (source === 'write buffer' ? segments.length : 0)) throw new Error(`flush from the ${source}: ${fromBuffer} of ${segments.length} segments came from the write buffer`);
+      return p;
+    };
+    const first = await pass();
     const running: PassResult[] = [];
-    for (let i = 0; i < runningPasses; i++) running.push(await flushPass(queue, objects, meta, pchannel, segments, concurrency));
+    for (let i = 0; i < runningPasses; i++) running.push(await pass());
     return { threads: worker.threads?.size ?? 0, concurrency, first, running };
   } finally {
     await queue.close();
@@ -223,10 +243,39 @@ async function flushInto(config: WalstreamConfig, objects: ObjectStore, backend:
   }
 }
 
-async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: MetaStore, pchannel: string, segments: SegmentRecord[], concurrency: number): Promise<PassResult> {
+/**
+ * Feeds the log's entries up to its last flush marker to `channel`, as the owner's recovery storage
+ * feeds each persisted message (its header decoded, as the recovery state sees it, and its bytes).
+ * Returns the seconds spent in the write buffer alone (ChannelWriteBuffer.persisted): the cost a
+ * node pays on its WAL's thread, per message persisted.
+ */
+async function feedWriteBuffer(channel: ChannelWriteBuffer, backend: LocalWalBackend, flushed: FlushedLog): Promise<number> {
+  const state = new RecoveryState();
+  const schemaOf = (vchannel: string, collectionId: number): CollectionSchema | undefined => state.vchannels.collection(vchannel, collectionId)?.schema;
+  const log = await backend.open({ name: flushed.pchannel, term: 0, accessMode: 'ro' });
+  let sec = 0;
+  try {
+    await forEachEntry(log, { policy: { type: 'all' }, transient: true }, (entry) => {
+      const lazy = decodeLazily(entry.data, { verified: entry.verified === true });
+      const m = { ...lazy.header, body: lazy.header.type === 'Insert' ? {} : lazy.body(), id: entry.id, size: entry.data.length } as LogMessage;
+      const sealed = state.observe(m);
+      const t0 = performance.now();
+      channel.persisted(m, entry.data, sealed, schemaOf);
+      sec += (performance.now() - t0) / 1000;
+      return entry.id < flushed.lastId;
+    });
+  } finally {
+    await log.close();
+  }
+  if (channel.size !== flushed.segments.length) throw new Error(`write buffer holds ${channel.size} segments of ${flushed.pchannel}, the log has ${flushed.segments.length}`);
+  return sec;
+}
+
+async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: MetaStore, pchannel: string, segments: SegmentRecord[], concurrency: number, prepare?: (term: number) => Promise<number>): Promise<PassResult> {
   // A new owner term for each pass: the commits this pass makes are the ones at this term.
   await meta.bumpTerm(pchannel, await meta.pchannelTerm(pchannel));
   const term = await meta.pchannelTerm(pchannel);
+  const feedSec = prepare ? await prepare(term) : 0;
   const jobs: FlushJob[] = segments.map((s) => ({
     pchannel,
     term,
@@ -282,7 +331,7 @@ async function flushPass(queue: InlineFlushQueue, objects: ObjectStore, meta: Me
     await objects.deletePrefix('raw/');
   }
   await objects.deletePrefix(`${ROOT}/`); // the next pass writes them again
-  return { flushSec, rawSec: median(rawSecs), written, objects: flushed.length };
+  return { flushSec, rawSec: median(rawSecs), written, objects: flushed.length, feedSec };
 }
 
 function median(values: readonly number[]): number {
@@ -297,6 +346,9 @@ interface FlushedLog {
   rowsPerInsert: number;
   /** Bytes of the WAL entries written. */
   bytes: number;
+  /** Messages written, and the id of the last (the last segment's flush marker). */
+  messages: number;
+  lastId: string;
   segments: SegmentRecord[];
 }
 
@@ -351,8 +403,8 @@ export async function runRecoveryBench(): Promise<void> {
     const replay = await sealedSegments(backend, meta, PCHANNEL, single.segments, logger);
     const replayRate = replay.replayed / replay.sec;
     const logs: FlushedLog[] = [
-      { pchannel: PCHANNEL, rowsPerInsert: 1, bytes: single.bytes, segments: replay.segments },
-      { pchannel: BATCHED_PCHANNEL, rowsPerInsert: batchRows, bytes: batched.bytes, segments: (await sealedSegments(backend, meta, BATCHED_PCHANNEL, batched.segments, logger)).segments },
+      { pchannel: PCHANNEL, rowsPerInsert: 1, bytes: single.bytes, messages: single.messages, lastId: single.lastId, segments: replay.segments },
+      { pchannel: BATCHED_PCHANNEL, rowsPerInsert: batchRows, bytes: batched.bytes, messages: batched.messages, lastId: batched.lastId, segments: (await sealedSegments(backend, meta, BATCHED_PCHANNEL, batched.segments, logger)).segments },
     ];
 
     // Flush: every sealed segment the replay found, through the flush queue, into each store.
@@ -362,7 +414,7 @@ export async function runRecoveryBench(): Promise<void> {
     ];
     const flushRows: Row[] = [];
     const written = new Map<string, { bytes: number; objects: number }>();
-    const report = (store: string, flushed: FlushedLog, res: StoreResult): void => {
+    const report = (store: string, flushed: FlushedLog, source: FlushSource, res: StoreResult): void => {
       written.set(flushed.pchannel, { bytes: res.first.written, objects: res.first.objects });
       const on = res.threads === 0 ? 'main thread' : `${res.threads} flush threads`;
       const rate = (p: PassResult, sec: number): number => p.written / MB / sec;
@@ -374,6 +426,7 @@ export async function runRecoveryBench(): Promise<void> {
         flushRows.push({
           'rows/insert': flushed.rowsPerInsert,
           store,
+          from: source,
           'flush on': on,
           'at a time': res.concurrency,
           pass,
@@ -381,19 +434,28 @@ export async function runRecoveryBench(): Promise<void> {
           'raw puts': `${fmt(median(passes.map((p) => rate(p, p.rawSec))), 1)} MB/s`,
           ratio: fmt(median(ratios), 2),
           'ratios (each pass)': ratios.length === 1 ? '' : ratios.map((r) => fmt(r, 2)).join(' '),
+          'encoding as persisted': source === 'write buffer' ? `${fmt((median(passes.map((p) => p.feedSec)) / flushed.messages) * 1e6, 2)} µs/msg` : '',
         });
       }
     };
     /** The configuration a standalone process on `dir` would have, with this object store. */
-    const configWith = (threads: number, objectStore: Record<string, string>): WalstreamConfig =>
-      loadConfig({ flags: { dataDir: dir, 'objectStore.rootPath': ROOT, 'flush.threads': String(threads), ...objectStore } });
-    const threadCounts = [configWith(2, {}).flush.threads, 0]; // the default, then everything on the main thread
-    /** Every log's segments into `objects`, with each thread count. */
+    // The write buffer holds every segment of a log at once (all are fed before a pass flushes them).
+    const writeBufferBytes = String(2 ** 30);
+    const configWith = (threads: number, source: FlushSource, objectStore: Record<string, string>): WalstreamConfig =>
+      loadConfig({ flags: { dataDir: dir, 'objectStore.rootPath': ROOT, 'flush.threads': String(threads), 'flush.writeBufferBytes': source === 'write buffer' ? writeBufferBytes : '0', ...objectStore } });
+    const defaultThreads = loadConfig({ flags: { dataDir: dir } }).flush.threads;
+    // The WAL range on the default threads and on the main thread; the write buffer on the default threads.
+    const ways: [FlushSource, number][] = [
+      ['WAL range', defaultThreads],
+      ['WAL range', 0],
+      ['write buffer', defaultThreads],
+    ];
+    /** Every log's segments into `objects`, each way. */
     const flushAll = async (store: string, objects: ObjectStore, objectStore: Record<string, string>): Promise<void> => {
       for (const flushed of logs) {
-        for (const threads of threadCounts) {
-          progress(`flush of ${flushed.segments.length} segments (${flushed.rowsPerInsert} rows/insert) into the ${store} object store (flush.threads = ${threads})`);
-          report(store, flushed, await flushInto(configWith(threads, objectStore), objects, backend, meta, flushed.pchannel, flushed.segments, runningPasses, logger));
+        for (const [source, threads] of ways) {
+          progress(`flush of ${flushed.segments.length} segments (${flushed.rowsPerInsert} rows/insert) from the ${source} into the ${store} object store (flush.threads = ${threads})`);
+          report(store, flushed, source, await flushInto(configWith(threads, source, objectStore), objects, backend, meta, flushed, source, runningPasses, logger));
         }
       }
     };
@@ -432,7 +494,7 @@ export async function runRecoveryBench(): Promise<void> {
     };
     printTable(`Recovery: replay of a ${fmt(replay.replayed)}-message tail (local backend), beside a bare read of the same entries`, rows);
     printTable(
-      `Flush of the segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) of ${fmt(n)} rows, written as ${describe(logs[0]!, single.messages)}; and as ${describe(logs[1]!, batched.messages)}. Read the WAL range, encode Arrow, put the files, through the inline flush queue at its default concurrency (jobs at a time), first on a new worker then ${runningPasses} more times on it, each pass beside raw puts of the same objects as many at a time into the same store right after it (the median of ${RAW_REPEATS}; ratio = flush rate / raw rate of the pass)`,
+      `Flush of the segments (sealed at ${fmt(maxMiB)} MiB / ${fmt(DEFAULT_SEGMENT_LIMITS.maxRows)} rows) of ${fmt(n)} rows, written as ${describe(logs[0]!, single.messages)}; and as ${describe(logs[1]!, batched.messages)}. From the WAL range: read it back, encode Arrow, put the files. From the write buffer (the node's usual way): the segments were encoded as their messages were persisted (fed before the pass; that cost, on the WAL's thread, is "encoding as persisted"), the pass writes their files. Through the inline flush queue at its default concurrency (jobs at a time), first on a new worker then ${runningPasses} more times on it, each pass beside raw puts of the same objects as many at a time into the same store right after it (the median of ${RAW_REPEATS}; ratio = flush rate / raw rate of the pass)`,
       flushRows,
     );
   } finally {
