@@ -1,7 +1,8 @@
 /**
  * The file step of a flush job, the CPU-heavy part: read the segment's WAL range, take its rows,
  * encode the Arrow files, checksum them and put them (data files, then the manifest) into the object
- * store. It commits nothing: SegmentFlushWorker checks the term before and commits after, on the
+ * store. SegmentRows, which takes the rows, is also what the write buffer (write-buffer.ts) feeds
+ * as messages are persisted; writeSegmentFiles then writes what it encoded. It commits nothing: SegmentFlushWorker checks the term before and commits after, on the
  * caller's thread, while this step runs either there (flush.threads = 0, the memory WAL) or in a
  * flush thread (flush-thread.ts) that opened its own WAL backend and object store. Both call this
  * one function, so the two ways cannot drift apart.
@@ -31,6 +32,8 @@ export interface FlushFiles {
   files: Record<'inserts' | 'deletes', { bytes: number; checksum: FileChecksum }>;
   /** node:worker_threads threadId of the thread that did the work (0 = the main thread). */
   threadId: number;
+  /** From a flush thread that wrote a segment the write buffer encoded: its batch buffers, moved back to be reused. */
+  buffers?: ArrayBuffer[];
 }
 
 export interface FlushFilesDeps {

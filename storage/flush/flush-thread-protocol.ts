@@ -4,6 +4,7 @@
  * from, the messages, and errors. Everything here is structured-cloneable plain data — live
  * objects (a backend, a store, a MetaStore) cannot cross, which is why a thread opens its own.
  */
+import { isArrayBuffer } from 'node:util/types';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
 import type { ObjectStoreConfig } from '../../config/schema';
 import type { FlushJob } from './flush-queue';
@@ -22,7 +23,8 @@ export function transferablesOf(data: SegmentData): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
   for (const part of [...data.inserts, ...data.deletes]) {
     const b = part.buffer;
-    if (b instanceof ArrayBuffer && b.byteLength >= TRANSFER_MIN_BYTES) out.add(b);
+    // isArrayBuffer, not instanceof: the buffer may come from another realm (a SharedArrayBuffer never moves).
+    if (isArrayBuffer(b) && b.byteLength >= TRANSFER_MIN_BYTES) out.add(b);
   }
   return [...out];
 }

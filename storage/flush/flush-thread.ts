@@ -3,7 +3,8 @@
  * It opens its own read-only WAL backend and its own object store from the settings in workerData
  * (on its first job, so a failure to open is that job's failure and the next job tries again),
  * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, checksum,
- * put the files and the manifest) and answers with what the commit needs or the error. It tells
+ * put the files and the manifest; or, for a segment the write buffer encoded, writeSegmentFiles:
+ * checksum and put its files) and answers with what the commit needs or the error. It tells
  * the pool when a job's segment is encoded ('writing'): the pool may then send the next job, which
  * encodes while the last one's files are written (two jobs at most, one of them encoding). The
  * term check and the commit stay on the main thread, where the MetaStore is.
@@ -18,7 +19,7 @@ import type { WalBackend } from '../wal/backend';
 import type { ObjectStore } from '../objects/object-store';
 import { openObjectStore } from '../objects/open';
 import { writeFlushFiles, writeSegmentFiles } from './flush-files';
-import { errorToWire, type FlushThreadData, type FlushThreadSettings, type FlushWalSettings, type FromThread, type ToThread } from './flush-thread-protocol';
+import { errorToWire, transferablesOf, type FlushThreadData, type FlushThreadSettings, type FlushWalSettings, type FromThread, type ToThread } from './flush-thread-protocol';
 
 interface Opened {
   backend: WalBackend;
@@ -50,8 +51,14 @@ export function runFlushThread(): void {
         try {
           const { backend, objects } = await open();
           const onWriting = (): void => post({ type: 'writing', id: m.id });
-          const files = m.data ? await writeSegmentFiles(m.data, { objects, threadId, onWriting }) : await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId, onWriting });
-          post({ type: 'done', id: m.id, files });
+          if (m.data) {
+            const files = await writeSegmentFiles(m.data, { objects, threadId, onWriting });
+            // Written: the batch buffers go back to the write buffer, for its next segments.
+            const buffers = transferablesOf(m.data);
+            port.postMessage({ type: 'done', id: m.id, files: { ...files, buffers } } satisfies FromThread, buffers);
+          } else {
+            post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId, onWriting }) });
+          }
         } catch (e) {
           post({ type: 'failed', id: m.id, error: errorToWire(e) });
         }

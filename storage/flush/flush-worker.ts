@@ -7,6 +7,9 @@
  * manifest), then commits the segment as flushed with a compare-and-set on the job's term — a
  * fenced owner's job writes at most identical, uncommitted files.
  *
+ * When the process's write buffer (write-buffer.ts) holds the segment complete — encoded as its
+ * messages were persisted — the files are written from there, and the WAL range is not read.
+ *
  * The file step is the CPU-heavy part. With `threads` it runs on a flush thread (flush-threads.ts)
  * and this thread only checks the term and commits; without, it runs here. The term check and the
  * commit stay here because the MetaStore may be the embedded one, which lives in this thread only.
@@ -134,7 +137,14 @@ export class SegmentFlushWorker implements FlushWorker {
   /** Writes the files of a segment the write buffer encoded (on a flush thread when there are threads: the checksums are most of the work left). */
   private async writeBuffered(job: FlushJob, rows: SegmentRows): Promise<FlushFiles> {
     const data = await rows.finishData();
-    const { threads, objects } = this.deps;
-    return threads ? threads.run(job, data) : writeSegmentFiles(data, { objects, threadId });
+    const { threads, objects, writeBuffer } = this.deps;
+    if (!threads) {
+      const files = await writeSegmentFiles(data, { objects, threadId });
+      rows.recycle(); // written: the batch buffers serve the next segments
+      return files;
+    }
+    const { buffers, ...files } = await threads.run(job, data);
+    if (buffers) writeBuffer?.recycle(buffers);
+    return files;
   }
 }

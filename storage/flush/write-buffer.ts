@@ -25,6 +25,7 @@ import type { MessageId } from '../../runtime/message/message-id';
 import type { CollectionSchema, LogMessage } from '../../runtime/message/types';
 import type { FlushJob } from './flush-queue';
 import { SegmentRows } from './flush-files';
+import { BatchBufferPool } from '../segments/table-builder';
 
 export interface WriteBufferOptions {
   /** Bytes of record batches held at most; beyond, the largest segments are dropped (their flushes read the WAL). 0: nothing is buffered. */
@@ -70,8 +71,18 @@ function keyOf(pchannel: string, term: number, segmentId: number): string {
   return `${pchannel}\u0000${term}\u0000${segmentId}`;
 }
 
+/** Batch buffers kept for the next segments once a flush wrote them, at most (besides maxBytes). */
+const SPARE_BUFFER_BYTES = 256 * 1024 * 1024;
+/** Spare batch buffers are dropped when none was taken or given for this long. */
+const SPARE_BUFFER_IDLE_MS = 30_000;
+
 export class WriteBuffer {
   private readonly segments = new Map<string, BufferedSegment>();
+  /**
+   * Batch buffers of segments already written, for the segments that grow next: fresh memory
+   * costs a page fault per 4 KiB on first write, far more than the copies into it.
+   */
+  private readonly spare: BatchBufferPool;
   private held = 0;
   private taken = 0;
   private evicted = 0;
@@ -81,6 +92,15 @@ export class WriteBuffer {
   constructor(private readonly opts: WriteBufferOptions) {
     if (!(Number.isSafeInteger(opts.maxBytes) && opts.maxBytes >= 0)) throw new RangeError(`write buffer: maxBytes must be a non-negative integer, got ${opts.maxBytes}`);
     this.logger = opts.logger ?? createLogger('flush.write-buffer');
+    this.spare = new BatchBufferPool(Math.min(SPARE_BUFFER_BYTES, opts.maxBytes), SPARE_BUFFER_IDLE_MS);
+  }
+
+  /**
+   * Takes back the batch buffers of a segment whose files are written (handed back by the flush
+   * thread that wrote them), for the next segments. Nothing may use them any more.
+   */
+  recycle(buffers: readonly ArrayBuffer[]): void {
+    for (const b of buffers) this.spare.give(b);
   }
 
   /** The part of the buffer that the recovery storage of `pchannel` at `term` feeds. */
@@ -114,7 +134,7 @@ export class WriteBuffer {
   /** @internal ChannelWriteBuffer: starts encoding a segment (nothing when the buffer is off). */
   start(s: Omit<BufferedSegment, 'rows' | 'bytes' | 'toId'>, schema: CollectionSchema): BufferedSegment | undefined {
     if (this.opts.maxBytes === 0) return undefined;
-    const b: BufferedSegment = { ...s, toId: undefined, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root }), bytes: 0 };
+    const b: BufferedSegment = { ...s, toId: undefined, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root, buffers: this.spare }), bytes: 0 };
     this.segments.set(keyOf(s.pchannel, s.term, s.segmentId), b);
     return b;
   }

@@ -72,33 +72,35 @@ interface ColumnBuffer {
   readonly byteLength: number;
   /** Hands the buffers over (to a sealed batch) and starts empty. */
   release(): void;
-  /** Gives the full-size buffers of the batches sealed so far to `pool` (they must be unused from now on). */
+  /** Gives the buffers of the batches sealed so far to `pool` (they must be unused from now on). */
   recycle(pool: BatchBufferPool): void;
 }
 
 type FixedArray = Int32Array | BigInt64Array | BigUint64Array | Float32Array | Float64Array;
 type FixedKind = 'int32' | 'int64' | 'uint64' | 'float' | 'double' | 'floatVector';
 
-const FIXED: Record<FixedKind, { bytes: number; make: (n: number) => FixedArray; read: (v: DataView, at: number) => number | bigint }> = {
-  int32: { bytes: 4, make: (n) => new Int32Array(n), read: (v, at) => v.getInt32(at, true) },
-  int64: { bytes: 8, make: (n) => new BigInt64Array(n), read: (v, at) => v.getBigInt64(at, true) },
-  uint64: { bytes: 8, make: (n) => new BigUint64Array(n), read: (v, at) => v.getBigUint64(at, true) },
-  float: { bytes: 4, make: (n) => new Float32Array(n), read: (v, at) => v.getFloat32(at, true) },
-  double: { bytes: 8, make: (n) => new Float64Array(n), read: (v, at) => v.getFloat64(at, true) },
-  floatVector: { bytes: 4, make: (n) => new Float32Array(n), read: (v, at) => v.getFloat32(at, true) },
+const FIXED: Record<FixedKind, { bytes: number; make: (n: number) => FixedArray; wrap: (b: ArrayBuffer) => FixedArray; read: (v: DataView, at: number) => number | bigint }> = {
+  int32: { bytes: 4, make: (n) => new Int32Array(n), wrap: (b) => new Int32Array(b), read: (v, at) => v.getInt32(at, true) },
+  int64: { bytes: 8, make: (n) => new BigInt64Array(n), wrap: (b) => new BigInt64Array(b), read: (v, at) => v.getBigInt64(at, true) },
+  uint64: { bytes: 8, make: (n) => new BigUint64Array(n), wrap: (b) => new BigUint64Array(b), read: (v, at) => v.getBigUint64(at, true) },
+  float: { bytes: 4, make: (n) => new Float32Array(n), wrap: (b) => new Float32Array(b), read: (v, at) => v.getFloat32(at, true) },
+  double: { bytes: 8, make: (n) => new Float64Array(n), wrap: (b) => new Float64Array(b), read: (v, at) => v.getFloat64(at, true) },
+  floatVector: { bytes: 4, make: (n) => new Float32Array(n), wrap: (b) => new Float32Array(b), read: (v, at) => v.getFloat32(at, true) },
 };
 
 /**
- * Spare fixed-width column buffers of full-size record batches, for the next segment encoded on
- * this thread (a flush thread encodes segment after segment, mostly of one shape). A fresh buffer
- * costs a page fault per 4 KiB the first time it is written — on the dev VM about as much as the
- * copy into it — and a reused one nothing. A buffer comes back only when the segment that used it
- * is written (SegmentEncoder.recycle); a reused one holds stale bytes, but a batch exposes (and
- * Arrow writes) only its rows, each of which is written before the batch is sealed. Bounded by
- * `maxBytes`; emptied once unused for `idleMs`, so an idle process does not keep it.
+ * Spare fixed-width column buffers, for the next batches encoded on this thread (a flush thread
+ * encodes segment after segment, the write buffer one growing segment after another, mostly of one
+ * shape): a buffer a batch outgrew, and the buffers of sealed batches once their segment is
+ * written. A fresh buffer costs a page fault per 4 KiB the first time it is written — on the dev
+ * VM ~15 µs each, some 80 times the cost of the copy into it — and a reused one nothing. A reused
+ * buffer holds stale bytes, but a batch exposes (and Arrow writes) only its rows, each of which is
+ * written before the batch is sealed. Kept by byte length (a buffer of any column type serves any
+ * other of the same size); bounded by `maxBytes`; emptied once unused for `idleMs`, so an idle
+ * process does not keep it.
  */
 export class BatchBufferPool {
-  private readonly spare = new Map<string, FixedArray[]>();
+  private readonly spare = new Map<number, ArrayBuffer[]>();
   private bytes = 0;
   private idle: ReturnType<typeof setTimeout> | undefined;
 
@@ -109,19 +111,20 @@ export class BatchBufferPool {
 
   /** A spare buffer of `kind` with exactly `length` elements, if there is one. */
   take(kind: FixedKind, length: number): FixedArray | undefined {
-    const a = this.spare.get(poolKey(kind, length))?.pop();
-    if (a !== undefined) this.bytes -= a.byteLength;
-    return a;
+    const b = this.spare.get(length * FIXED[kind].bytes)?.pop();
+    if (b === undefined) return undefined;
+    this.bytes -= b.byteLength;
+    return FIXED[kind].wrap(b);
   }
 
-  /** Keeps `a` (of `kind`, no longer used by anyone) for a later take, within the bound. */
-  give(kind: FixedKind, a: FixedArray): void {
-    if (this.bytes + a.byteLength > this.maxBytes) return;
-    const key = poolKey(kind, a.length);
-    const list = this.spare.get(key);
-    if (list) list.push(a);
-    else this.spare.set(key, [a]);
-    this.bytes += a.byteLength;
+  /** Keeps `b` (a whole column buffer that nothing uses any more) for a later take, within the bound. */
+  give(b: ArrayBuffer): void {
+    // A detached buffer (moved to another thread) has no bytes left.
+    if (b.byteLength === 0 || this.bytes + b.byteLength > this.maxBytes) return;
+    const list = this.spare.get(b.byteLength);
+    if (list) list.push(b);
+    else this.spare.set(b.byteLength, [b]);
+    this.bytes += b.byteLength;
     if (this.idle) clearTimeout(this.idle);
     this.idle = setTimeout(() => this.clear(), this.idleMs);
     this.idle.unref();
@@ -141,25 +144,19 @@ export class BatchBufferPool {
   }
 }
 
-function poolKey(kind: FixedKind, length: number): string {
-  return `${kind}:${length}`;
-}
-
 /** Fixed-width values (and vectors: `lanes` float32 per row), little-endian like the wire. */
 class FixedBuffer implements ColumnBuffer {
   private values: FixedArray;
   private bytes: Uint8Array = EMPTY;
   private readonly rowBytes: number;
-  /** Full-size buffers handed to sealed batches (see recycle). */
-  private sealedFull: FixedArray[] = [];
+  /** Buffers handed to sealed batches (see recycle). */
+  private sealed: FixedArray[] = [];
 
   constructor(
     private readonly kind: FixedKind,
     private readonly name: string,
     private readonly type: arrow.DataType,
     private readonly lanes: number,
-    /** Rows of a full batch (maxRowsPerBatch): only buffers of that size are pooled. */
-    private readonly fullRows: number,
     private readonly pool: BatchBufferPool | undefined,
   ) {
     this.rowBytes = FIXED[kind].bytes * lanes;
@@ -172,11 +169,13 @@ class FixedBuffer implements ColumnBuffer {
 
   reserve(capacity: number, used: number): void {
     const length = capacity * this.lanes;
-    const grown = (capacity === this.fullRows ? this.pool?.take(this.kind, length) : undefined) ?? FIXED[this.kind].make(length);
+    const grown = this.pool?.take(this.kind, length) ?? FIXED[this.kind].make(length);
     const bytes = new Uint8Array(grown.buffer, grown.byteOffset, grown.byteLength);
     bytes.set(this.bytes.subarray(0, used * this.rowBytes));
+    const outgrown = this.values;
     this.values = grown;
     this.bytes = bytes;
+    if (outgrown.length > 0) this.pool?.give(outgrown.buffer as ArrayBuffer); // copied: nothing refers to it
   }
 
   copyEncoded(c: InsertColumns, i: number, from: number, to: number, at: number): void {
@@ -255,14 +254,14 @@ class FixedBuffer implements ColumnBuffer {
   }
 
   release(): void {
-    if (this.pool && this.values.length === this.fullRows * this.lanes && this.values.length > 0) this.sealedFull.push(this.values);
+    if (this.pool && this.values.length > 0) this.sealed.push(this.values);
     this.values = FIXED[this.kind].make(0);
     this.bytes = EMPTY;
   }
 
   recycle(pool: BatchBufferPool): void {
-    for (const a of this.sealedFull) pool.give(this.kind, a);
-    this.sealedFull = [];
+    for (const a of this.sealed) pool.give(a.buffer as ArrayBuffer);
+    this.sealed = [];
   }
 }
 
@@ -414,17 +413,17 @@ function textsOf(f: FieldSchema, c: Column, where: AppendContext): Uint8Array[] 
   return out;
 }
 
-function bufferFor(f: FieldSchema, fullRows: number, pool: BatchBufferPool | undefined): ColumnBuffer {
+function bufferFor(f: FieldSchema, pool: BatchBufferPool | undefined): ColumnBuffer {
   switch (f.type) {
     case 'floatVector':
-      return new FixedBuffer('floatVector', f.name, arrowTypeOf('floatVector', f.dim), f.dim ?? 0, fullRows, pool);
+      return new FixedBuffer('floatVector', f.name, arrowTypeOf('floatVector', f.dim), f.dim ?? 0, pool);
     case 'bool':
       return new BoolBuffer(f.name);
     case 'varchar':
     case 'json':
       return new Utf8Buffer(f.name);
     default:
-      return new FixedBuffer(f.type, f.name, arrowTypeOf(f.type), 1, fullRows, pool);
+      return new FixedBuffer(f.type, f.name, arrowTypeOf(f.type), 1, pool);
   }
 }
 
@@ -449,12 +448,11 @@ export class TableBuilder {
     private readonly schema: arrow.Schema,
     private readonly fields: readonly FieldSchema[],
     private readonly limits: TableLimits,
-    /** Where full-size batch buffers come from and go back to (recycle); none: always fresh. */
+    /** Where batch buffers come from and go back to (outgrown, or recycle); none: always fresh. */
     private readonly pool?: BatchBufferPool,
   ) {
-    const full = limits.maxRowsPerBatch;
-    this.timeticks = new FixedBuffer('uint64', TIMETICK_COLUMN, new arrow.Uint64(), 1, full, pool);
-    const own = fields.map((f) => bufferFor(f, full, pool));
+    this.timeticks = new FixedBuffer('uint64', TIMETICK_COLUMN, new arrow.Uint64(), 1, pool);
+    const own = fields.map((f) => bufferFor(f, pool));
     this.buffers = [own[0]!, this.timeticks, ...own.slice(1)];
     this.textFields = fields.flatMap((f, i) => (f.type === 'varchar' || f.type === 'json' ? [i] : []));
     this.startCapacity = Math.min(INITIAL_BATCH_ROWS, limits.maxRowsPerBatch);
@@ -505,7 +503,7 @@ export class TableBuilder {
   }
 
   /**
-   * Gives the sealed batches' full-size buffers back to the pool. Only once nothing refers to the
+   * Gives the sealed batches' buffers back to the pool. Only once nothing refers to the
    * table any more (its files are written): the next segment overwrites them. The builder is spent.
    */
   recycle(): void {

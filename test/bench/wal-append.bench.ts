@@ -11,6 +11,9 @@ import { encodeMessage } from '../../runtime/message/codec';
 import type { CollectionSchema, InsertMessage, LogMessage, NewMessage } from '../../runtime/message/types';
 import { LocalWalBackend } from '../../storage/wal/local/local-backend';
 import { walFixture } from '../support/wal-fixture';
+import { WriteBuffer } from '../../storage/flush/write-buffer';
+import { loadConfig } from '../../config/load';
+import { systemClock } from '../../runtime/clock';
 import { fmt, percentile, printTable, progress, type Row } from './table';
 
 const VCH = 'bench_1v0';
@@ -66,9 +69,10 @@ async function bareLoop(dir: string, fsync: Fsync, recordBytes: number, batch: n
   return { rate: n / dt, p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
-async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: number): Promise<{ rate: number; p50: number; p99: number; avgBatch: number }> {
-  const backend = new LocalWalBackend({ dir: path.join(dir, `wal-${fsync}-${appenders}`), fsync, fsyncIntervalMs: 50 });
-  const fx = await walFixture(backend);
+async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: number, writeBuffer: boolean): Promise<{ rate: number; p50: number; p99: number; avgBatch: number }> {
+  const backend = new LocalWalBackend({ dir: path.join(dir, `wal-${fsync}-${appenders}-${writeBuffer ? 'wb' : 'nowb'}`), fsync, fsyncIntervalMs: 50 });
+  // The write buffer as a node has it by default (flush.writeBufferBytes); no flush runs here, so its segments' batch buffers are fresh memory.
+  const fx = await walFixture(backend, systemClock, writeBuffer ? { writeBuffer: new WriteBuffer({ maxBytes: loadConfig({}).flush.writeBufferBytes, root: 'seg' }) } : {});
   const wal = await fx.open('bench', 1);
   await wal.ready();
   await wal.append(createBenchCollection());
@@ -154,30 +158,36 @@ export async function runWalAppendBench(): Promise<void> {
   try {
     const recordBytes = encodedInsertBytes();
     const rows: Row[] = [];
-    for (const fsync of ['always', 'interval'] as const) {
-      for (const appenders of [1, 64]) {
-        progress(`wal append: fsync=${fsync}, ${appenders} appender(s), ${duration} ms`);
-        const w = await walRun(dir, fsync, appenders, duration);
-        const batch = Math.max(1, Math.round(w.avgBatch));
-        progress(`bare loop: fsync=${fsync}, batches of ${batch}`);
-        const b = await bareLoop(dir, fsync, recordBytes, batch, duration);
-        // For reference: the bare loop with every appender in one group (the largest group possible).
-        const whole = appenders > 1 && appenders !== batch ? await bareLoop(dir, fsync, recordBytes, appenders, duration) : b;
-        rows.push({
-          fsync,
-          appenders,
-          'msg bytes': recordBytes,
-          'wal msg/s': fmt(w.rate),
-          'wal p50 ms': fmt(w.p50, 3),
-          'wal p99 ms': fmt(w.p99, 3),
-          'avg group': fmt(w.avgBatch, 1),
-          'bare msg/s (same groups)': fmt(b.rate),
-          'bare p50 ms': fmt(b.p50, 3),
-          'wal / bare': fmt(w.rate / b.rate, 2),
-          [`bare msg/s (groups of all appenders)`]: fmt(whole.rate),
-          'wal / that': fmt(w.rate / whole.rate, 2),
-        });
-      }
+    // Each case without the write buffer (segments only in the WAL) and, with 64 appenders, with it
+    // (every insert also encoded into its growing segment as it is persisted, flush.writeBufferBytes).
+    const cases = (['always', 'interval'] as const).flatMap((fsync) => [
+      { fsync, appenders: 1, writeBuffer: false },
+      { fsync, appenders: 64, writeBuffer: false },
+      { fsync, appenders: 64, writeBuffer: true },
+    ]);
+    for (const { fsync, appenders, writeBuffer } of cases) {
+      progress(`wal append: fsync=${fsync}, ${appenders} appender(s), write buffer ${writeBuffer ? 'on' : 'off'}, ${duration} ms`);
+      const w = await walRun(dir, fsync, appenders, duration, writeBuffer);
+      const batch = Math.max(1, Math.round(w.avgBatch));
+      progress(`bare loop: fsync=${fsync}, batches of ${batch}`);
+      const b = await bareLoop(dir, fsync, recordBytes, batch, duration);
+      // For reference: the bare loop with every appender in one group (the largest group possible).
+      const whole = appenders > 1 && appenders !== batch ? await bareLoop(dir, fsync, recordBytes, appenders, duration) : b;
+      rows.push({
+        fsync,
+        appenders,
+        'write buffer': writeBuffer ? 'on' : 'off',
+        'msg bytes': recordBytes,
+        'wal msg/s': fmt(w.rate),
+        'wal p50 ms': fmt(w.p50, 3),
+        'wal p99 ms': fmt(w.p99, 3),
+        'avg group': fmt(w.avgBatch, 1),
+        'bare msg/s (same groups)': fmt(b.rate),
+        'bare p50 ms': fmt(b.p50, 3),
+        'wal / bare': fmt(w.rate / b.rate, 2),
+        [`bare msg/s (groups of all appenders)`]: fmt(whole.rate),
+        'wal / that': fmt(w.rate / whole.rate, 2),
+      });
     }
     printTable('WAL append, one pchannel, local backend (bare = write()+fsync loop of the same bytes and group sizes)', rows);
     const tailRows: Row[] = [];

@@ -11,6 +11,7 @@ import type { FlushedSegment } from '../../storage/flush/flush-worker';
 import { flushedWatchPrefix } from '../../actors/recovery-storage/persisted';
 import { EmbeddedMetaStore } from '../../storage/meta/embedded/embedded-meta-store';
 import type { SegmentLimits } from '../../actors/wal/segments';
+import type { WriteBuffer } from '../../storage/flush/write-buffer';
 import type { RecoveryOptions } from '../../actors/recovery-storage/recovery-actor';
 import { RecordingFlushQueue } from './recording-flush-queue';
 import { SteppableClock, systemClock, type Clock } from '../../runtime/clock';
@@ -41,7 +42,7 @@ export interface WalFixture {
   close(): Promise<void>;
 }
 
-export async function walFixture(backend: WalBackend, base: Clock = systemClock, opts: { segmentLimits?: SegmentLimits; recovery?: Partial<RecoveryOptions> } = {}): Promise<WalFixture> {
+export async function walFixture(backend: WalBackend, base: Clock = systemClock, opts: { segmentLimits?: SegmentLimits; recovery?: Partial<RecoveryOptions>; writeBuffer?: WriteBuffer } = {}): Promise<WalFixture> {
   const system = start() as Ref<never>;
   const clock = new SteppableClock(base);
   const metaDir = await fs.mkdtemp(path.join(os.tmpdir(), 'walstream-meta-'));
@@ -73,6 +74,7 @@ export async function walFixture(backend: WalBackend, base: Clock = systemClock,
           segmentIds: { next: () => meta.nextId('segment') },
           ...(opts.segmentLimits ? { segmentLimits: opts.segmentLimits } : {}),
           ...(opts.recovery ? { recovery: opts.recovery } : {}),
+          ...(opts.writeBuffer ? { writeBuffer: opts.writeBuffer } : {}),
         },
         { name: `wal-${pchannel}-t${term}` },
       );
