@@ -12,6 +12,13 @@ import type { CollectionSchema, InsertMessage, LogMessage, NewMessage } from '..
 import { LocalWalBackend } from '../../storage/wal/local/local-backend';
 import { walFixture } from '../support/wal-fixture';
 import { WriteBuffer } from '../../storage/flush/write-buffer';
+import { SegmentFlushWorker } from '../../storage/flush/flush-worker';
+import { FlushThreadPool } from '../../storage/flush/flush-threads';
+import { flushThreadSettings } from '../../storage/flush/from-config';
+import { InlineFlushQueue } from '../../storage/flush/inline-flush-queue';
+import { LocalObjectStore } from '../../storage/objects/local/local-object-store';
+import { localWalDir } from '../../storage/wal/open';
+import { DEFAULT_SEGMENT_LIMITS } from '../../actors/wal/segments';
 import { loadConfig } from '../../config/load';
 import { systemClock } from '../../runtime/clock';
 import { fmt, percentile, printTable, progress, type Row } from './table';
@@ -69,10 +76,31 @@ async function bareLoop(dir: string, fsync: Fsync, recordBytes: number, batch: n
   return { rate: n / dt, p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
-async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: number, writeBuffer: boolean): Promise<{ rate: number; p50: number; p99: number; avgBatch: number }> {
-  const backend = new LocalWalBackend({ dir: path.join(dir, `wal-${fsync}-${appenders}-${writeBuffer ? 'wb' : 'nowb'}`), fsync, fsyncIntervalMs: 50 });
-  // The write buffer as a node has it by default (flush.writeBufferBytes); no flush runs here, so its segments' batch buffers are fresh memory.
-  const fx = await walFixture(backend, systemClock, writeBuffer ? { writeBuffer: new WriteBuffer({ maxBytes: loadConfig({}).flush.writeBufferBytes, root: 'seg' }) } : {});
+/** What runs beside the appends: nothing, or flushes of the segments they fill (sealed at FLUSHED_SEGMENT_BYTES), from the WAL range or from the write buffer. */
+type Flushing = 'none' | 'WAL range' | 'write buffer';
+/** Segments of the runs that flush are sealed at this size, so that several are flushed within a run. */
+const FLUSHED_SEGMENT_BYTES = 16 * 1024 * 1024;
+
+async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: number, flushing: Flushing): Promise<{ rate: number; p50: number; p99: number; avgBatch: number; flushed: number }> {
+  const runDir = path.join(dir, `wal-${fsync}-${appenders}-${flushing.replace(' ', '-')}`);
+  // A node's flush parts, as createFlushWorker builds them (flush threads on the node's WAL directory, the write buffer of its default size).
+  const config = loadConfig({ flags: { dataDir: runDir, 'objectStore.local.dir': path.join(runDir, 'objects') } });
+  const backend = new LocalWalBackend({ dir: localWalDir(config), fsync, fsyncIntervalMs: 50 });
+  const writeBuffer = flushing === 'write buffer' ? new WriteBuffer({ maxBytes: config.flush.writeBufferBytes, root: config.objectStore.rootPath }) : undefined;
+  const fx = await walFixture(backend, systemClock, {
+    ...(flushing === 'none' ? {} : { segmentLimits: { ...DEFAULT_SEGMENT_LIMITS, maxBytes: FLUSHED_SEGMENT_BYTES } }),
+    ...(writeBuffer ? { writeBuffer } : {}),
+  });
+  let worker: SegmentFlushWorker | undefined;
+  let queue: InlineFlushQueue | undefined;
+  let objects: LocalObjectStore | undefined;
+  if (flushing !== 'none') {
+    objects = await LocalObjectStore.open({ dir: config.objectStore.local.dir });
+    const threads = new FlushThreadPool({ settings: flushThreadSettings(config)!, threads: config.flush.threads });
+    worker = new SegmentFlushWorker({ backend, objects, meta: fx.meta, root: config.objectStore.rootPath, threads, ...(writeBuffer ? { writeBuffer } : {}) });
+    queue = new InlineFlushQueue(worker, systemClock);
+    fx.flushQueue.forwardTo = queue;
+  }
   const wal = await fx.open('bench', 1);
   await wal.ready();
   await wal.append(createBenchCollection());
@@ -97,9 +125,14 @@ async function walRun(dir: string, fsync: Fsync, appenders: number, durationMs: 
   // `always` (groups written behind a sync in flight share the next one), per write(2) under `interval`.
   const groups = fsync === 'always' ? backend.stats.syncs - stats0.syncs : backend.stats.writes - stats0.writes;
   const records = backend.stats.records - stats0.records;
+  const sources = worker?.sources;
+  await queue?.close();
+  await worker?.close();
+  await objects?.close();
   await fx.close();
+  if (flushing === 'write buffer' && sources !== undefined && sources.wal > 0) throw new Error(`${sources.wal} flushes read the WAL although the write buffer was on`);
   lat.sort((a, b) => a - b);
-  return { rate: n / dt, p50: percentile(lat, 50), p99: percentile(lat, 99), avgBatch: records / Math.max(1, groups) };
+  return { rate: n / dt, p50: percentile(lat, 50), p99: percentile(lat, 99), avgBatch: records / Math.max(1, groups), flushed: sources ? sources.wal + sources.writeBuffer : 0 };
 }
 
 function createBenchCollection(): NewMessage {
@@ -158,16 +191,18 @@ export async function runWalAppendBench(): Promise<void> {
   try {
     const recordBytes = encodedInsertBytes();
     const rows: Row[] = [];
-    // Each case without the write buffer (segments only in the WAL) and, with 64 appenders, with it
-    // (every insert also encoded into its growing segment as it is persisted, flush.writeBufferBytes).
+    // Each case with nothing beside the appends and, with 64 appenders, while the segments they fill
+    // are flushed (from the WAL range, or from the write buffer: every insert is then also encoded
+    // into its growing segment on the WAL's thread as it is persisted).
     const cases = (['always', 'interval'] as const).flatMap((fsync) => [
-      { fsync, appenders: 1, writeBuffer: false },
-      { fsync, appenders: 64, writeBuffer: false },
-      { fsync, appenders: 64, writeBuffer: true },
+      { fsync, appenders: 1, flushing: 'none' as Flushing },
+      { fsync, appenders: 64, flushing: 'none' as Flushing },
+      { fsync, appenders: 64, flushing: 'WAL range' as Flushing },
+      { fsync, appenders: 64, flushing: 'write buffer' as Flushing },
     ]);
-    for (const { fsync, appenders, writeBuffer } of cases) {
-      progress(`wal append: fsync=${fsync}, ${appenders} appender(s), write buffer ${writeBuffer ? 'on' : 'off'}, ${duration} ms`);
-      const w = await walRun(dir, fsync, appenders, duration, writeBuffer);
+    for (const { fsync, appenders, flushing } of cases) {
+      progress(`wal append: fsync=${fsync}, ${appenders} appender(s), flushing: ${flushing}, ${duration} ms`);
+      const w = await walRun(dir, fsync, appenders, duration, flushing);
       const batch = Math.max(1, Math.round(w.avgBatch));
       progress(`bare loop: fsync=${fsync}, batches of ${batch}`);
       const b = await bareLoop(dir, fsync, recordBytes, batch, duration);
@@ -176,7 +211,7 @@ export async function runWalAppendBench(): Promise<void> {
       rows.push({
         fsync,
         appenders,
-        'write buffer': writeBuffer ? 'on' : 'off',
+        'flushing meanwhile': flushing === 'none' ? '' : `${w.flushed} segments from the ${flushing}`,
         'msg bytes': recordBytes,
         'wal msg/s': fmt(w.rate),
         'wal p50 ms': fmt(w.p50, 3),
@@ -189,7 +224,7 @@ export async function runWalAppendBench(): Promise<void> {
         'wal / that': fmt(w.rate / whole.rate, 2),
       });
     }
-    printTable('WAL append, one pchannel, local backend (bare = write()+fsync loop of the same bytes and group sizes)', rows);
+    printTable(`WAL append, one pchannel, local backend (bare = write()+fsync loop of the same bytes and group sizes); flushing meanwhile: segments sealed at ${FLUSHED_SEGMENT_BYTES / 2 ** 20} MiB flushed on the default flush threads into a local directory, from the WAL range or from the write buffer`, rows);
     const tailRows: Row[] = [];
     for (const readers of [1, 2]) {
       progress(`tailing readers: ${readers}`);
