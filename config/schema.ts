@@ -176,9 +176,10 @@ export interface FlushConfig {
   /**
    * Bytes of the write buffer: each growing segment a node's WALs create is encoded in memory as
    * its messages are persisted, so that its flush only writes the files (otherwise it reads the
-   * segment back from the WAL). Beyond this, the largest segments leave the buffer and are flushed
-   * from the WAL. 0 turns it off. Default 512 MiB (segment.memoryHighWaterBytes: growing rows
-   * beyond it are sealed).
+   * segment back from the WAL). Beyond this, segments leave the buffer and are flushed from the
+   * WAL. 0 turns it off. In a cluster a flush job runs on whichever node's worker takes it from
+   * the queue, so a node's buffer serves only the jobs it happens to run. Default 512 MiB in
+   * standalone mode (as segment.memoryHighWaterBytes), else 0.
    */
   writeBufferBytes: number;
 }
@@ -442,8 +443,8 @@ export const CONFIG_SCHEMA: SectionSpec<WalstreamConfig, WalstreamConfig> = {
           min: 0,
           unit: BYTES,
           note: '0 = off',
-          default: 512 * 1024 * 1024,
-          doc: "Bytes of the write buffer: each growing segment a node's WALs create is encoded in memory as its messages are persisted, so that its flush only writes the files (otherwise it reads the segment back from the WAL). Beyond this, the largest segments leave the buffer and are flushed from the WAL. 0 turns it off.",
+          default: { dependsOn: ['mode'], derive: ({ config }) => (config.mode === 'standalone' ? 512 * 1024 * 1024 : 0), describe: '512 MiB in standalone mode, else 0' },
+          doc: "Bytes of the write buffer: each growing segment a node's WALs create is encoded in memory as its messages are persisted, so that its flush only writes the files (otherwise it reads the segment back from the WAL). Beyond this, segments leave the buffer and are flushed from the WAL. 0 turns it off. In a cluster a flush job runs on whichever node's worker takes it from the queue, so a node's buffer serves only the jobs it happens to run.",
         },
       },
     },

@@ -81,8 +81,7 @@ class RecoveryCore {
     private readonly self: Ref<RecoveryMsg>,
   ) {
     this.timer = deps.clock.setInterval(() => dispatch(self, { type: 'tick' }), deps.options.persistIntervalMs);
-    // A core started again by its supervisor may have missed messages: nothing it buffered before counts.
-    deps.writeBuffer?.close();
+
     this.unwatch = deps.meta
       .watch(flushedWatchPrefix(deps.pchannel), (ev) => {
         if (ev.type !== 'put') return;
@@ -105,17 +104,14 @@ class RecoveryCore {
   handle(msg: RecoveryMsg): void {
     switch (msg.type) {
       case 'observe': {
-        const { state, writeBuffer } = this.deps;
-        try {
-          for (let i = 0; i < msg.messages.length; i++) {
-            const m = msg.messages[i]!;
-            const sealed = state.observe(m);
-            writeBuffer?.persisted(m, msg.bytes[i]!, sealed, this.schemaOf);
-            for (const s of sealed) this.submit(s);
-          }
-        } catch (e) {
-          writeBuffer?.close(); // it may have missed an entry
-          throw e;
+        const { state } = this.deps;
+        // Once fenced or closed, nothing buffered here would be flushed at this term.
+        const writeBuffer = this.fenced || this.closed ? undefined : this.deps.writeBuffer;
+        for (let i = 0; i < msg.messages.length; i++) {
+          const m = msg.messages[i]!;
+          const sealed = state.observe(m);
+          writeBuffer?.persisted(m, msg.bytes[i]!, sealed, this.schemaOf);
+          for (const s of sealed) this.submit(s);
         }
         if (state.dirtyMessages >= this.deps.options.maxDirtyMessages) this.persistWhenGapAllows();
         return;
@@ -167,7 +163,10 @@ class RecoveryCore {
         toId: s.flushId,
         toTimetick: s.flushTimetick,
       })
-      .catch((e: unknown) => this.deps.logger.warn('flush job not queued; it is resubmitted on the next open', { pchannel: this.deps.pchannel, segmentId: s.segmentId, error: toStreamingError(e).message }));
+      .catch((e: unknown) => {
+        this.deps.writeBuffer?.drop(s.segmentId); // the job of the next open reads the WAL
+        this.deps.logger.warn('flush job not queued; it is resubmitted on the next open', { pchannel: this.deps.pchannel, segmentId: s.segmentId, error: toStreamingError(e).message });
+      });
   }
 
   /** A persist for dirty messages: now, or once `minPersistGapMs` has passed since the last one started. */

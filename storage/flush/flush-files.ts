@@ -117,11 +117,15 @@ export type SegmentOfRange = Pick<FlushJob, 'segmentId' | 'vchannel' | 'collecti
 export class SegmentRows {
   private readonly segment: SegmentEncoder;
   private readonly txns = new TxnBuffer();
+  /** Transactions met in the range (begun in it or before it): one that ended is never taken up again. */
+  private readonly seenTxns = new Set<bigint>();
   /** Transactions with rows in this segment, still open at the flush marker. */
   private readonly pendingTxns = new Set<bigint>();
   private readonly deleteMsgs: LogMessage<DeleteMessage>[] = [];
   private pastMarker = false;
   private done = false;
+  /** Encoded bytes of the decoded messages kept: deletes, and messages of transactions (their TxnBuffer holds them until they end). */
+  private keptBytes = 0;
   private toId: MessageId | undefined;
   private readonly scanner = new MessageScanner();
   /** UTF-8 of the job's vchannel, compared with each entry's. */
@@ -146,9 +150,9 @@ export class SegmentRows {
     return this.done;
   }
 
-  /** Bytes of the record batches built so far. */
+  /** Bytes held: the record batches built so far, the deletes kept and the messages of transactions taken (an upper bound). */
   get heldBytes(): number {
-    return this.segment.heldBytes;
+    return this.segment.heldBytes + this.keptBytes;
   }
 
   /** The encoded data files (the deletes of the inserted keys added). Once complete; spends the encoder. */
@@ -190,6 +194,16 @@ export class SegmentRows {
     }
     const lazy = decodeLazily(entry.data, { verified });
     const m = { ...lazy.header, body: lazy.body(), id: entry.id, size: entry.data.length } as LogMessage;
+    if (m.txn) this.keptBytes += m.size;
+    if (m.txn && !this.seenTxns.has(m.txn.id)) {
+      this.seenTxns.add(m.txn.id);
+      if (!this.pastMarker && (m.type === 'Insert' || m.type === 'Delete')) {
+        // A transaction begun before the range: the insert that created this segment may be its own
+        // (the shard interceptor assigns a transaction's inserts as it does others). Every row of it
+        // in this segment is in the range, so it is followed from here as if it began here.
+        this.txns.handle({ ...m, type: 'BeginTxn', header: { keepaliveMs: m.txn.keepaliveMs }, body: {} } as LogMessage);
+      }
+    }
     if (!this.pastMarker && m.txn && m.type === 'Insert' && m.header.segmentId === job.segmentId) pendingTxns.add(m.txn.id);
     const out = this.txns.handle(m);
     if (m.txn && (m.type === 'CommitTxn' || m.type === 'RollbackTxn')) pendingTxns.delete(m.txn.id);
@@ -216,6 +230,9 @@ export class SegmentRows {
   private keep(m: LogMessage): void {
     const { job } = this;
     if (m.type === 'Insert' && m.header.segmentId === job.segmentId) this.segment.addInsert({ timetick: m.timetick, columns: m.body.columns });
-    else if (m.type === 'Delete' && m.header.collectionId === job.collectionId && (m.header.partitionId === -1 || m.header.partitionId === job.partitionId)) this.deleteMsgs.push(m);
+    else if (m.type === 'Delete' && m.header.collectionId === job.collectionId && (m.header.partitionId === -1 || m.header.partitionId === job.partitionId)) {
+      this.deleteMsgs.push(m);
+      this.keptBytes += m.size;
+    }
   }
 }

@@ -23,7 +23,7 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ErrorCode, StreamingError } from '../../runtime/errors';
+import { ErrorCode, StreamingError, toStreamingError } from '../../runtime/errors';
 import { createLogger, type Logger } from '../../runtime/logger';
 import type { FlushJob } from './flush-queue';
 import type { FlushFiles } from './flush-files';
@@ -200,7 +200,16 @@ export class FlushThreadPool {
       slot.tasks.set(task.id, task);
       slot.encoding = task.id;
       slot.worker.ref();
-      this.send(slot, { type: 'job', id: task.id, job: task.job, ...(task.data ? { data: task.data } : {}) }, task.data ? transferablesOf(task.data) : undefined);
+      try {
+        this.send(slot, { type: 'job', id: task.id, job: task.job, ...(task.data ? { data: task.data } : {}) }, task.data ? transferablesOf(task.data) : undefined);
+      } catch (e) {
+        // Not sent (the message could not be cloned or moved): the thread never saw it.
+        slot.tasks.delete(task.id);
+        slot.encoding = undefined;
+        if (slot.tasks.size === 0) slot.worker.unref();
+        task.reject(new StreamingError(ErrorCode.INNER, `flush job of segment ${task.job.segmentId} of ${task.job.pchannel} could not be sent to a flush thread: ${toStreamingError(e).message}; the job can be retried`, { retriable: true }));
+        continue;
+      }
       task.data = undefined; // the thread has it
     }
   }

@@ -99,7 +99,10 @@ export class SegmentFlushWorker implements FlushWorker {
 
   async process(job: FlushJob): Promise<void> {
     const current = await this.deps.meta.pchannelTerm(job.pchannel);
-    if (current !== job.term) throw new ChannelFencedError(job.pchannel, job.term, current);
+    if (current !== job.term) {
+      this.deps.writeBuffer?.discard(job); // a later owner flushes it from the WAL
+      throw new ChannelFencedError(job.pchannel, job.term, current);
+    }
     const buffered = this.deps.writeBuffer?.take(job);
     const files = buffered ? await this.writeBuffered(job, buffered) : await this.writeFiles(job);
     this.counts[buffered ? 'writeBuffer' : 'wal']++;

@@ -13,8 +13,9 @@
  *   fed: after a restart or a move, on another node of a cluster, or its job is a retry),
  * - its job runs before the segment is complete (a transaction with rows in it is still open at
  *   its flush marker) or on another process (a BullMQ worker elsewhere),
- * - it was dropped to keep the buffer within `maxBytes` (the largest segment goes first), or it
- *   failed to encode (then the read-back fails the same way, as a job error).
+ * - it was dropped to keep the buffer within `maxBytes` (complete segments not yet taken go first,
+ *   then the largest growing one), or it failed to encode (then the read-back fails the same way,
+ *   as a job error).
  * A segment leaves the buffer when its job takes it, when it is flushed elsewhere, dropped with
  * its collection or partition, or when its pchannel closes here.
  */
@@ -127,6 +128,19 @@ export class WriteBuffer {
     return s.rows;
   }
 
+  /** Drops the segment of `job` if held, unused (its job was fenced: a later owner reads the WAL). */
+  discard(job: FlushJob): void {
+    const key = keyOf(job.pchannel, job.term, job.segmentId);
+    const s = this.segments.get(key);
+    if (s !== undefined) this.remove(key, s);
+  }
+
+  /** @internal ChannelWriteBuffer: feeding a pchannel failed, its segments are dropped. */
+  feedFailed(pchannel: string, error: unknown): void {
+    this.missed++;
+    this.logger.warn('write buffer: feeding a pchannel failed; its segments are flushed from the WAL from now on', { pchannel, error: toStreamingError(error).message });
+  }
+
   get stats(): WriteBufferStats {
     return { segments: this.segments.size, heldBytes: this.held, taken: this.taken, evicted: this.evicted, missed: this.missed };
   }
@@ -145,9 +159,15 @@ export class WriteBuffer {
     this.held += now - s.bytes;
     s.bytes = now;
     while (this.held > this.opts.maxBytes && this.segments.size > 0) {
-      let largest: [string, BufferedSegment] | undefined;
-      for (const e of this.segments) if (largest === undefined || e[1].bytes > largest[1].bytes) largest = e;
-      const [key, victim] = largest!;
+      // A complete segment whose job has not taken it first (in a cluster its job may run on another
+      // node), the one started first; else the largest still growing.
+      let victimEntry: [string, BufferedSegment] | undefined;
+      for (const e of this.segments) if (e[1].rows.complete) {
+        victimEntry = e;
+        break; // Map order: the first started of the complete ones
+      }
+      if (victimEntry === undefined) for (const e of this.segments) if (victimEntry === undefined || e[1].bytes > victimEntry[1].bytes) victimEntry = e;
+      const [key, victim] = victimEntry!;
       this.remove(key, victim);
       this.evicted++;
       this.logger.info('write buffer full: a segment is dropped from it, its flush reads the WAL', { pchannel: victim.pchannel, segmentId: victim.segmentId, bytes: victim.bytes, maxBytes: this.opts.maxBytes });
@@ -182,6 +202,8 @@ export class ChannelWriteBuffer {
   private readonly filling = new Map<number, BufferedSegment>();
   /** Every segment of this pchannel in the buffer (filling or complete), by segment id. */
   private readonly held = new Map<number, BufferedSegment>();
+  /** Feeding failed: nothing more is buffered for this pchannel at this term. */
+  private broken = false;
 
   constructor(
     private readonly buffer: WriteBuffer,
@@ -195,6 +217,18 @@ export class ChannelWriteBuffer {
    * CreateSegment (undefined: an unknown collection, whose segment is not buffered).
    */
   persisted(m: LogMessage, bytes: Uint8Array, sealed: readonly { segmentId: number; flushId?: MessageId }[], schemaOf: (vchannel: string, collectionId: number) => CollectionSchema | undefined): void {
+    if (this.broken) return;
+    try {
+      this.feed(m, bytes, sealed, schemaOf);
+    } catch (e) {
+      // Whatever it held may have missed this entry: it is dropped, and nothing more is buffered for this pchannel at this term.
+      this.broken = true;
+      this.close();
+      this.buffer.feedFailed(this.pchannel, e);
+    }
+  }
+
+  private feed(m: LogMessage, bytes: Uint8Array, sealed: readonly { segmentId: number; flushId?: MessageId }[], schemaOf: (vchannel: string, collectionId: number) => CollectionSchema | undefined): void {
     if (m.type === 'CreateSegment' && !this.held.has(m.header.segmentId)) {
       const schema = schemaOf(m.vchannel, m.header.collectionId);
       const s =
@@ -231,7 +265,7 @@ export class ChannelWriteBuffer {
         continue;
       }
       if (!more) this.filling.delete(s.segmentId);
-      if (m.type === 'Insert' || !more) this.buffer.recount(s);
+      if (m.type !== 'TimeTick') this.buffer.recount(s); // rows, kept deletes or transaction bodies
     }
   }
 

@@ -79,6 +79,9 @@ describe('WriteBuffer', () => {
     const keys: string[] = [];
     for await (const o of fromWal.list(`${ROOT}/`)) keys.push(o.key);
     expect(keys.length).toBeGreaterThanOrEqual(3); // inserts, deletes, manifest
+    const bufferedKeys: string[] = [];
+    for await (const o of buffered.list(`${ROOT}/`)) bufferedKeys.push(o.key);
+    expect(bufferedKeys.sort()).toEqual([...keys].sort());
     for (const key of keys) expect({ key, same: Buffer.from(await buffered.get(key)).equals(Buffer.from(await fromWal.get(key))) }).toEqual({ key, same: true });
     const segment = await readSegment(buffered, { collectionId: 1, partitionId: 10, segmentId: job.segmentId }, { root: ROOT });
     return segment.inserts.primaryKeys.data as number[];
@@ -180,8 +183,10 @@ describe('WriteBuffer', () => {
     expect(small).toBeGreaterThan(0);
 
     const buffer = new WriteBuffer({ maxBytes: Math.floor(3 * small), root: ROOT });
-    feed(buffer.channel(PCHANNEL, 1), new RecoveryState(), log);
+    const channel = buffer.channel(PCHANNEL, 1);
+    feed(channel, new RecoveryState(), log);
     expect(buffer.stats).toMatchObject({ segments: 1, evicted: 1 });
+    expect(channel.size).toBe(1);
     expect(buffer.stats.heldBytes).toBeLessThanOrEqual(3 * small);
 
     const worker = new SegmentFlushWorker({ backend, objects: buffered, meta, root: ROOT, writeBuffer: buffer });
@@ -219,6 +224,91 @@ describe('WriteBuffer', () => {
     expect(again.stats.segments).toBe(2);
     other.close();
     expect(again.stats).toMatchObject({ segments: 0, heldBytes: 0 });
+  });
+
+  it('reuses the batch buffers of a written segment for the next one, whose files are still exactly its own', async () => {
+    await termOne();
+    const s = new Script();
+    const createFirst = s.createSegment(SEGMENT);
+    s.insert(Array.from({ length: 1100 }, (_, i) => 1000 + i)); // batch buffers grow past 1024 rows: outgrown ones are pooled too
+    const markerFirst = s.flushMarker(SEGMENT);
+    const firstEnd = s.messages.length;
+    const createSecond = s.createSegment(2);
+    for (let id = 1; id <= 30; id++) s.insert([id], { segmentId: 2 }); // fewer rows: stale bytes lie past them in reused buffers
+    s.delete([3, 4000]);
+    const markerSecond = s.flushMarker(2);
+    const log = await persist(s);
+    const buffer = new WriteBuffer({ maxBytes: BIG, root: ROOT });
+    const channel = buffer.channel(PCHANNEL, 1);
+    const state = new RecoveryState();
+    const worker = new SegmentFlushWorker({ backend, objects: buffered, meta, root: ROOT, writeBuffer: buffer });
+    feed(channel, state, log, 0, firstEnd);
+    expect(await flushBoth(worker, jobFor(log.ids, createFirst, markerFirst))).toEqual(Array.from({ length: 1100 }, (_, i) => 1000 + i));
+    feed(channel, state, log, firstEnd);
+    expect(await flushBoth(worker, jobFor(log.ids, createSecond, markerSecond, 2))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(worker.sources).toEqual({ writeBuffer: 2, wal: 0 });
+    const second = await readSegment(buffered, { collectionId: 1, partitionId: 10, segmentId: 2 }, { root: ROOT });
+    expect(second.deletes.primaryKeys.data).toEqual([3]);
+  });
+
+  it('a job of another term or range finds nothing, and its segment leaves the buffer', async () => {
+    await termOne();
+    const { s, create, marker, completeAt } = busyRange();
+    const log = await persist(s);
+    const buffer = new WriteBuffer({ maxBytes: BIG, root: ROOT });
+    const feedAll = (): void => feed(buffer.channel(PCHANNEL, 1), new RecoveryState(), log, 0, completeAt());
+    feedAll();
+    const job = jobFor(log.ids, create, marker);
+    expect(buffer.take({ ...job, term: 2 })).toBeUndefined(); // another term: another owner's segment
+    expect(buffer.stats.segments).toBe(1);
+    expect(buffer.take({ ...job, toId: log.ids[marker.index - 1]! })).toBeUndefined(); // not the range it was fed
+    expect(buffer.stats).toMatchObject({ segments: 0, heldBytes: 0, missed: 1 });
+    feedAll();
+    buffer.discard(job); // a fenced job's segment
+    expect(buffer.stats).toMatchObject({ segments: 0, heldBytes: 0, taken: 0 });
+  });
+
+  it('a segment that fails to encode leaves the buffer, and its flush from the WAL fails the same way', async () => {
+    await termOne();
+    const { s, create, marker, completeAt } = busyRange();
+    const log = await persist(s);
+    const buffer = new WriteBuffer({ maxBytes: BIG, root: ROOT });
+    const otherDim = { fields: SCHEMA.fields.map((f) => (f.type === 'floatVector' ? { ...f, dim: 4 } : f)) };
+    const channel = buffer.channel(PCHANNEL, 1);
+    const state = new RecoveryState();
+    for (let i = 0; i < completeAt(); i++) channel.persisted(log.messages[i]!, log.bytes[i]!, state.observe(log.messages[i]!), () => otherDim);
+    expect(buffer.stats).toMatchObject({ segments: 0, heldBytes: 0, missed: 1 });
+    const worker = new SegmentFlushWorker({ backend, objects: buffered, meta, root: ROOT, writeBuffer: buffer });
+    await expect(worker.process({ ...jobFor(log.ids, create, marker), schema: otherDim })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(worker.sources).toEqual({ writeBuffer: 0, wal: 0 });
+
+    // A failure outside a segment (here: a schema no segment can have) stops buffering the pchannel at this term.
+    const broken = new WriteBuffer({ maxBytes: BIG, root: ROOT });
+    const brokenChannel = broken.channel(PCHANNEL, 1);
+    const brokenState = new RecoveryState();
+    for (let i = 0; i < completeAt(); i++) brokenChannel.persisted(log.messages[i]!, log.bytes[i]!, brokenState.observe(log.messages[i]!), () => ({ fields: [] }));
+    expect(broken.stats).toMatchObject({ segments: 0, heldBytes: 0, missed: 1 });
+    feed(brokenChannel, new RecoveryState(), log, 0, completeAt()); // a valid schema now: still nothing buffered
+    expect(broken.stats.segments).toBe(0);
+  });
+
+  it('keeps the rows of a transaction begun before the segment (its first insert created the segment), both ways', async () => {
+    await termOne();
+    const s = new Script();
+    const early = s.begin(); // BeginTxn before the segment's CreateSegment
+    const create = s.createSegment();
+    s.insert([7, 8], { txn: early });
+    s.insert([1]);
+    s.end(early, 'CommitTxn');
+    const ended = s.begin();
+    s.end(ended, 'RollbackTxn');
+    const marker = s.flushMarker();
+    const log = await persist(s);
+    const buffer = new WriteBuffer({ maxBytes: BIG, root: ROOT });
+    feed(buffer.channel(PCHANNEL, 1), new RecoveryState(), log);
+    const worker = new SegmentFlushWorker({ backend, objects: buffered, meta, root: ROOT, writeBuffer: buffer });
+    expect(await flushBoth(worker, jobFor(log.ids, create, marker))).toEqual([1, 7, 8]); // the transaction's rows at its commit
+    expect(worker.sources).toEqual({ writeBuffer: 1, wal: 0 });
   });
 
   it('with maxBytes 0 nothing is buffered', async () => {
