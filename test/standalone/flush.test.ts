@@ -180,6 +180,28 @@ describe('segments, flush and recovery (standalone)', () => {
     expect(server.flushWorker.sources).toEqual({ writeBuffer: 1, wal: 0 }); // written from the write buffer, on this thread
   });
 
+  test('a transaction whose first insert creates the segment keeps its rows in the flushed segment, from the buffer and from the WAL', async () => {
+    for (const writeBufferBytes of ['0', String(64 * 1024 * 1024)]) {
+      server = await StandaloneServer.start(config(path.join(dir, writeBufferBytes), { 'flush.writeBufferBytes': writeBufferBytes }));
+      const c = server.client;
+      const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
+      const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+      const txn = await c.beginTxn('docs'); // no segment yet: its first insert creates one, after the BeginTxn
+      await txn.insert(rows(1, 5));
+      await c.insert({ collection: 'docs', columns: rows(6, 2) });
+      await txn.insert(rows(8, 3));
+      await txn.commit();
+      await c.flush('docs');
+      await eventually(async () => (await flushedSegments(server!, pchannel)).length === 1, 15_000, 'segment flushed');
+      const [s] = await flushedSegments(server, pchannel);
+      const keys = (await readSegment(server.objects, s!, { root: server.config.objectStore.rootPath })).inserts.primaryKeys.data as number[];
+      expect({ writeBufferBytes, keys: [...keys].sort((a, b) => a - b) }).toEqual({ writeBufferBytes, keys: Array.from({ length: 10 }, (_, i) => i + 1) });
+      expect(server.flushWorker.sources).toEqual(writeBufferBytes === '0' ? { writeBuffer: 0, wal: 1 } : { writeBuffer: 1, wal: 0 });
+      await server.close();
+      server = undefined;
+    }
+  });
+
   test('a segment that grew before a restart is flushed from the WAL after it, with every row', async () => {
     server = await StandaloneServer.start(config(dir));
     const c = server.client;
