@@ -107,11 +107,16 @@ class RecoveryCore {
         const { state } = this.deps;
         // Once fenced or closed, nothing buffered here would be flushed at this term.
         const writeBuffer = this.fenced || this.closed ? undefined : this.deps.writeBuffer;
-        for (let i = 0; i < msg.messages.length; i++) {
-          const m = msg.messages[i]!;
-          const sealed = state.observe(m);
-          writeBuffer?.persisted(m, msg.bytes[i]!, sealed, this.schemaOf);
-          for (const s of sealed) this.submit(s);
+        try {
+          for (let i = 0; i < msg.messages.length; i++) {
+            const m = msg.messages[i]!;
+            const sealed = state.observe(m);
+            writeBuffer?.persisted(m, msg.bytes[i]!, sealed, this.schemaOf);
+            for (const s of sealed) this.submit(s);
+          }
+        } catch (e) {
+          this.deps.writeBuffer?.close(); // this actor stops: nothing it buffered would be flushed from here
+          throw e;
         }
         if (state.dirtyMessages >= this.deps.options.maxDirtyMessages) this.persistWhenGapAllows();
         return;

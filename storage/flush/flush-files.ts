@@ -124,8 +124,8 @@ export class SegmentRows {
   private readonly deleteMsgs: LogMessage<DeleteMessage>[] = [];
   private pastMarker = false;
   private done = false;
-  /** Encoded bytes of the decoded messages kept: deletes, and messages of transactions (their TxnBuffer holds them until they end). */
-  private keptBytes = 0;
+  /** Encoded bytes of the deletes kept. */
+  private deleteBytes = 0;
   private toId: MessageId | undefined;
   private readonly scanner = new MessageScanner();
   /** UTF-8 of the job's vchannel, compared with each entry's. */
@@ -150,9 +150,9 @@ export class SegmentRows {
     return this.done;
   }
 
-  /** Bytes held: the record batches built so far, the deletes kept and the messages of transactions taken (an upper bound). */
+  /** Bytes held: the record batches built so far, the deletes kept and the messages of the open transactions. */
   get heldBytes(): number {
-    return this.segment.heldBytes + this.keptBytes;
+    return this.segment.heldBytes + this.deleteBytes + this.txns.openBytes;
   }
 
   /** The encoded data files (the deletes of the inserted keys added). Once complete; spends the encoder. */
@@ -194,7 +194,6 @@ export class SegmentRows {
     }
     const lazy = decodeLazily(entry.data, { verified });
     const m = { ...lazy.header, body: lazy.body(), id: entry.id, size: entry.data.length } as LogMessage;
-    if (m.txn) this.keptBytes += m.size;
     if (m.txn && !this.seenTxns.has(m.txn.id)) {
       this.seenTxns.add(m.txn.id);
       if (!this.pastMarker && (m.type === 'Insert' || m.type === 'Delete')) {
@@ -232,7 +231,7 @@ export class SegmentRows {
     if (m.type === 'Insert' && m.header.segmentId === job.segmentId) this.segment.addInsert({ timetick: m.timetick, columns: m.body.columns });
     else if (m.type === 'Delete' && m.header.collectionId === job.collectionId && (m.header.partitionId === -1 || m.header.partitionId === job.partitionId)) {
       this.deleteMsgs.push(m);
-      this.keptBytes += m.size;
+      this.deleteBytes += m.size;
     }
   }
 }

@@ -14,7 +14,7 @@
  * - its job runs before the segment is complete (a transaction with rows in it is still open at
  *   its flush marker) or on another process (a BullMQ worker elsewhere),
  * - it was dropped to keep the buffer within `maxBytes` (complete segments not yet taken go first,
- *   then the largest growing one), or it failed to encode (then the read-back fails the same way,
+ *   the one completed last first, then the largest growing one), or it failed to encode (then the read-back fails the same way,
  *   as a job error).
  * A segment leaves the buffer when its job takes it, when it is flushed elsewhere, dropped with
  * its collection or partition, or when its pchannel closes here.
@@ -66,6 +66,8 @@ interface BufferedSegment {
   bytes: number;
   /** The part of the buffer that feeds it. */
   channel: ChannelWriteBuffer;
+  /** When it became complete (WriteBuffer's count of completions), 0 while growing. */
+  completed: number;
 }
 
 function keyOf(pchannel: string, term: number, segmentId: number): string {
@@ -85,6 +87,7 @@ export class WriteBuffer {
    */
   private readonly spare: BatchBufferPool;
   private held = 0;
+  private completions = 0;
   private taken = 0;
   private evicted = 0;
   private missed = 0;
@@ -146,26 +149,28 @@ export class WriteBuffer {
   }
 
   /** @internal ChannelWriteBuffer: starts encoding a segment (nothing when the buffer is off). */
-  start(s: Omit<BufferedSegment, 'rows' | 'bytes' | 'toId'>, schema: CollectionSchema): BufferedSegment | undefined {
+  start(s: Omit<BufferedSegment, 'rows' | 'bytes' | 'toId' | 'completed'>, schema: CollectionSchema): BufferedSegment | undefined {
     if (this.opts.maxBytes === 0) return undefined;
-    const b: BufferedSegment = { ...s, toId: undefined, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root, buffers: this.spare }), bytes: 0 };
+    const b: BufferedSegment = { ...s, toId: undefined, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root, buffers: this.spare }), bytes: 0, completed: 0 };
     this.segments.set(keyOf(s.pchannel, s.term, s.segmentId), b);
     return b;
   }
 
-  /** @internal Counts what `s` holds now; drops the largest segments while the buffer is over maxBytes. */
+  /** @internal ChannelWriteBuffer: `s` took every entry it needs. */
+  completed(s: BufferedSegment): void {
+    s.completed = ++this.completions;
+  }
+
+  /** @internal Counts what `s` holds now; drops segments while the buffer is over maxBytes. */
   recount(s: BufferedSegment): void {
     const now = s.rows.heldBytes;
     this.held += now - s.bytes;
     s.bytes = now;
     while (this.held > this.opts.maxBytes && this.segments.size > 0) {
-      // A complete segment whose job has not taken it first (in a cluster its job may run on another
-      // node), the one started first; else the largest still growing.
+      // A complete segment whose job has not taken it first, the one completed last (jobs run in
+      // the order their segments completed: it waits longest); else the largest still growing.
       let victimEntry: [string, BufferedSegment] | undefined;
-      for (const e of this.segments) if (e[1].rows.complete) {
-        victimEntry = e;
-        break; // Map order: the first started of the complete ones
-      }
+      for (const e of this.segments) if (e[1].completed > (victimEntry?.[1].completed ?? 0)) victimEntry = e;
       if (victimEntry === undefined) for (const e of this.segments) if (victimEntry === undefined || e[1].bytes > victimEntry[1].bytes) victimEntry = e;
       const [key, victim] = victimEntry!;
       this.remove(key, victim);
@@ -264,7 +269,10 @@ export class ChannelWriteBuffer {
         this.buffer.drop(s, e);
         continue;
       }
-      if (!more) this.filling.delete(s.segmentId);
+      if (!more) {
+        this.filling.delete(s.segmentId);
+        this.buffer.completed(s);
+      }
       if (m.type !== 'TimeTick') this.buffer.recount(s); // rows, kept deletes or transaction bodies
     }
   }

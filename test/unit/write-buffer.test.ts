@@ -296,12 +296,13 @@ describe('WriteBuffer', () => {
     await termOne();
     const s = new Script();
     const early = s.begin(); // BeginTxn before the segment's CreateSegment
+    const rolledBack = s.begin(); // the same, rolled back inside the range
     const create = s.createSegment();
     s.insert([7, 8], { txn: early });
+    s.insert([50], { txn: rolledBack });
     s.insert([1]);
     s.end(early, 'CommitTxn');
-    const ended = s.begin();
-    s.end(ended, 'RollbackTxn');
+    s.end(rolledBack, 'RollbackTxn');
     const marker = s.flushMarker();
     const log = await persist(s);
     const buffer = new WriteBuffer({ maxBytes: BIG, root: ROOT });
@@ -309,6 +310,30 @@ describe('WriteBuffer', () => {
     const worker = new SegmentFlushWorker({ backend, objects: buffered, meta, root: ROOT, writeBuffer: buffer });
     expect(await flushBoth(worker, jobFor(log.ids, create, marker))).toEqual([1, 7, 8]); // the transaction's rows at its commit
     expect(worker.sources).toEqual({ writeBuffer: 1, wal: 0 });
+  });
+
+  it('over maxBytes a complete segment no job took leaves before a growing one', async () => {
+    await termOne();
+    const s = new Script();
+    const createSmall = s.createSegment(2);
+    s.insert([1], { segmentId: 2 });
+    const markerSmall = s.flushMarker(2); // complete, its job not run yet
+    s.createSegment(SEGMENT);
+    s.insert(Array.from({ length: 4096 }, (_, i) => 1000 + i)); // growing: a batch of 4096 rows, 4 times the small one's first 1024
+    const log = await persist(s);
+    const held = (from: number, to: number): number => {
+      const probe = new WriteBuffer({ maxBytes: BIG, root: ROOT });
+      feed(probe.channel(PCHANNEL, 1), new RecoveryState(), log, from, to);
+      return probe.stats.heldBytes;
+    };
+    const small = held(0, 2);
+    const large = held(3, 5);
+    expect(large).toBeGreaterThan(small);
+    // Room for the large one, not for both: the largest would be the large one, the complete one is the small one.
+    const buffer = new WriteBuffer({ maxBytes: large + Math.floor(small / 2), root: ROOT });
+    feed(buffer.channel(PCHANNEL, 1), new RecoveryState(), log);
+    expect(buffer.stats).toMatchObject({ segments: 1, evicted: 1, heldBytes: large });
+    expect(buffer.take(jobFor(log.ids, createSmall, markerSmall, 2))).toBeUndefined(); // the complete one left
   });
 
   it('with maxBytes 0 nothing is buffered', async () => {

@@ -16,6 +16,12 @@ interface OpenTxn {
 
 export class TxnBuffer {
   private readonly open = new Map<bigint, OpenTxn>();
+  private bytes = 0;
+
+  /** Encoded bytes of the messages of the open transactions (what this buffer holds). */
+  get openBytes(): number {
+    return this.bytes;
+  }
 
   get openCount(): number {
     return this.open.size;
@@ -29,13 +35,17 @@ export class TxnBuffer {
   handle(msg: LogMessage): LogMessage | undefined {
     switch (msg.type) {
       case 'BeginTxn':
-        if (msg.txn) this.open.set(msg.txn.id, { vchannel: msg.vchannel, keepaliveMs: msg.txn.keepaliveMs, lastTimetick: msg.timetick, bodies: [], size: msg.size });
+        if (msg.txn) {
+          this.end(msg.txn.id); // a BeginTxn met twice starts over
+          this.open.set(msg.txn.id, { vchannel: msg.vchannel, keepaliveMs: msg.txn.keepaliveMs, lastTimetick: msg.timetick, bodies: [], size: msg.size });
+          this.bytes += msg.size;
+        }
         return undefined;
       case 'CommitTxn': {
         const id = msg.txn?.id;
         const t = id === undefined ? undefined : this.open.get(id);
         if (id === undefined || !t) return undefined;
-        this.open.delete(id);
+        this.end(id);
         const bodies = t.bodies.map((b) => ({ ...b, timetick: msg.timetick, lastConfirmedId: msg.lastConfirmedId }));
         const txn: LogMessage<TxnMessage> = {
           type: 'Txn',
@@ -52,7 +62,7 @@ export class TxnBuffer {
         return txn;
       }
       case 'RollbackTxn':
-        if (msg.txn) this.open.delete(msg.txn.id);
+        if (msg.txn) this.end(msg.txn.id);
         return undefined;
       case 'TimeTick':
         this.expire(msg.timetick);
@@ -64,6 +74,7 @@ export class TxnBuffer {
         if (t) {
           t.bodies.push(msg);
           t.size += msg.size;
+          this.bytes += msg.size;
           if (msg.timetick > t.lastTimetick) t.lastTimetick = msg.timetick;
         }
         return undefined;
@@ -75,7 +86,14 @@ export class TxnBuffer {
 
   private expire(tt: Timetick): void {
     for (const [id, t] of this.open) {
-      if (tt >= addPhysical(t.lastTimetick, t.keepaliveMs)) this.open.delete(id);
+      if (tt >= addPhysical(t.lastTimetick, t.keepaliveMs)) this.end(id);
     }
+  }
+
+  private end(id: bigint): void {
+    const t = this.open.get(id);
+    if (t === undefined) return;
+    this.open.delete(id);
+    this.bytes -= t.size;
   }
 }
