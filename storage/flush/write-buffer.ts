@@ -14,10 +14,12 @@
  * - its job runs before the segment is complete (a transaction with rows in it is still open at
  *   its flush marker) or on another process (a BullMQ worker elsewhere),
  * - it was dropped to keep the buffer within `maxBytes` (complete segments not yet taken go first,
- *   the one completed last first, then the largest growing one), or it failed to encode (then the read-back fails the same way,
- *   as a job error).
+ *   the one completed last first, then the largest growing one),
+ * - it failed to encode (then the read-back fails the same way, as a job error), or feeding its
+ *   pchannel failed (nothing more is buffered for it at this term).
  * A segment leaves the buffer when its job takes it, when it is flushed elsewhere, dropped with
- * its collection or partition, or when its pchannel closes here.
+ * its collection or partition, when its job is not queued or is fenced, or when its pchannel
+ * closes here or is fenced.
  */
 import type { Logger } from '../../runtime/logger';
 import { createLogger } from '../../runtime/logger';
@@ -29,7 +31,7 @@ import { SegmentRows } from './flush-files';
 import { BatchBufferPool } from '../segments/table-builder';
 
 export interface WriteBufferOptions {
-  /** Bytes of record batches held at most; beyond, the largest segments are dropped (their flushes read the WAL). 0: nothing is buffered. */
+  /** Bytes held at most (see SegmentRows.heldBytes); beyond, segments are dropped (their flushes read the WAL). 0: nothing is buffered. */
   maxBytes: number;
   /** Layout root of segments in the object store (as the flush worker's). */
   root: string;
@@ -38,14 +40,14 @@ export interface WriteBufferOptions {
 
 /** What the buffer did since it was made (status and tests). */
 export interface WriteBufferStats {
-  /** Segments held now, and the bytes of their record batches. */
+  /** Segments held now, and the bytes they hold (record batches, kept deletes, open transactions). */
   segments: number;
   heldBytes: number;
   /** Segments taken complete by their flush job. */
   taken: number;
   /** Segments dropped to stay within maxBytes. */
   evicted: number;
-  /** Segments whose job came before they were complete, or that failed to encode. */
+  /** Segments whose job came before they were complete or for another range, that failed to encode, and failed feeds of a pchannel. */
   missed: number;
 }
 
