@@ -1,7 +1,8 @@
 /**
  * The body of a flush thread (node:worker_threads), started by FlushThreadPool (flush-threads.ts).
  * It opens its own read-only WAL backend and its own object store from the settings in workerData
- * (on its first job, so a failure to open is that job's failure and the next job tries again),
+ * (each on the first job that needs it, so a failure to open is that job's failure and the next
+ * job tries again; a segment the write buffer encoded needs no WAL),
  * then runs the file step of each job it is sent (writeFlushFiles: read the range, encode, checksum,
  * put the files and the manifest; or, for a segment the write buffer encoded, writeSegmentFiles:
  * checksum and put its files) and answers with what the commit needs or the error. It tells
@@ -16,14 +17,29 @@ import { isMainThread, parentPort, threadId, workerData, type MessagePort } from
 import { systemClock } from '../../runtime/clock';
 import { createLogger } from '../../runtime/logger';
 import type { WalBackend } from '../wal/backend';
-import type { ObjectStore } from '../objects/object-store';
 import { openObjectStore } from '../objects/open';
 import { writeFlushFiles, writeSegmentFiles } from './flush-files';
-import { errorToWire, transferablesOf, type FlushThreadData, type FlushThreadSettings, type FlushWalSettings, type FromThread, type ToThread } from './flush-thread-protocol';
+import { errorToWire, transferablesOf, type FlushThreadData, type FlushWalSettings, type FromThread, type ToThread } from './flush-thread-protocol';
 
-interface Opened {
-  backend: WalBackend;
-  objects: ObjectStore;
+/** Something this thread opens once, on first use; a failed open is tried again by the next get. */
+class OpenOnce<T extends { close(): Promise<void> }> {
+  private opening: Promise<T> | undefined;
+
+  constructor(private readonly open: () => Promise<T>) {}
+
+  get(): Promise<T> {
+    const p = (this.opening ??= this.open());
+    p.catch(() => {
+      if (this.opening === p) this.opening = undefined;
+    });
+    return p;
+  }
+
+  /** Closes it if it was opened. */
+  async close(): Promise<void> {
+    const opened = await this.opening?.catch(() => undefined);
+    await opened?.close();
+  }
 }
 
 /** Serves flush jobs on this thread until told to close. Throws on the main thread. */
@@ -32,32 +48,27 @@ export function runFlushThread(): void {
   const port: MessagePort = parentPort;
   const { settings } = workerData as FlushThreadData;
   const logger = createLogger('flush.thread');
-  let opened: Promise<Opened> | undefined;
   /** Jobs in progress: at most one encoding and one writing its files (the pool sends no more). */
   const running = new Set<Promise<void>>();
   const post = (m: FromThread): void => port.postMessage(m);
-
-  const open = (): Promise<Opened> => {
-    const p = (opened ??= openResources(settings));
-    p.catch(() => {
-      if (opened === p) opened = undefined; // the next job tries again
-    });
-    return p;
-  };
+  // Each opened on the first job that needs it (a segment the write buffer encoded needs no WAL);
+  // a failure to open is that job's failure, and the next job tries again.
+  const objects = new OpenOnce(() => openObjectStore(settings.objects, systemClock));
+  const backend = new OpenOnce(() => openWal(settings.wal));
 
   port.on('message', (m: ToThread) => {
     if (m.type === 'job') {
       const job = (async () => {
         try {
-          const { backend, objects } = await open();
           const onWriting = (): void => post({ type: 'writing', id: m.id });
           if (m.data) {
-            const files = await writeSegmentFiles(m.data, { objects, threadId, onWriting });
+            const files = await writeSegmentFiles(m.data, { objects: await objects.get(), threadId, onWriting });
             // Written: the batch buffers go back to the write buffer, for its next segments.
             const buffers = transferablesOf(m.data);
             port.postMessage({ type: 'done', id: m.id, files: { ...files, buffers } } satisfies FromThread, buffers);
           } else {
-            post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend, objects, root: settings.root, threadId, onWriting }) });
+            const [wal, store] = await Promise.all([backend.get(), objects.get()]);
+            post({ type: 'done', id: m.id, files: await writeFlushFiles(m.job, { backend: wal, objects: store, root: settings.root, threadId, onWriting }) });
           }
         } catch (e) {
           post({ type: 'failed', id: m.id, error: errorToWire(e) });
@@ -68,8 +79,7 @@ export function runFlushThread(): void {
     } else {
       void (async () => {
         await Promise.all(running);
-        const r = await opened?.catch(() => undefined);
-        if (r) await Promise.allSettled([r.objects.close(), r.backend.close()]);
+        await Promise.allSettled([objects.close(), backend.close()]);
         process.exit(0); // ends this thread only; nothing is left to flush out
       })().catch((e: unknown) => {
         logger.warn('closing a flush thread failed', { error: String(e) });
@@ -77,16 +87,6 @@ export function runFlushThread(): void {
       });
     }
   });
-}
-
-async function openResources(s: FlushThreadSettings): Promise<Opened> {
-  const backend = await openWal(s.wal);
-  try {
-    return { backend, objects: await openObjectStore(s.objects, systemClock) };
-  } catch (e) {
-    await backend.close().catch(() => undefined);
-    throw e;
-  }
 }
 
 /** Loads only the configured backend (a thread on local files never loads ioredis). */

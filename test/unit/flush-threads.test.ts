@@ -181,6 +181,17 @@ describe('flush threads, local WAL and local object store', () => {
     await objects.deletePrefix(`${ROOT}/`);
     await worker().process(job!);
     for (const [key, bytes] of fromBuffer) expect({ key, same: Buffer.from(await objects.get(key)).equals(bytes) }).toEqual({ key, same: true });
+
+    // Such a job never opens the thread's WAL: it is written even while that WAL cannot be reached.
+    await objects.deletePrefix(`${ROOT}/`);
+    const again = new SegmentRows(job!, { root: ROOT });
+    const log2 = await backend.open({ name: PCHANNEL, term: 0, accessMode: 'ro' });
+    await forEachEntry(log2, { policy: { type: 'startFrom', id: job!.fromId } }, (entry) => again.take(entry));
+    await log2.close();
+    const noWal = new FlushThreadPool({ settings: { ...settings, wal: { kind: 'redis', url: 'redis://127.0.0.1:1', keyPrefix: 'unreachable' } }, threads: 1 });
+    pools.push(noWal);
+    expect((await noWal.run(job!, await again.finishData())).rows).toBe(2000);
+    for (const [key, bytes] of fromBuffer) expect({ key, same: Buffer.from(await objects.get(key)).equals(bytes) }).toEqual({ key, same: true });
   });
 
   test('the main event loop stays free while a large segment is flushed on a thread', async () => {
