@@ -81,7 +81,6 @@ class RecoveryCore {
     private readonly self: Ref<RecoveryMsg>,
   ) {
     this.timer = deps.clock.setInterval(() => dispatch(self, { type: 'tick' }), deps.options.persistIntervalMs);
-
     this.unwatch = deps.meta
       .watch(flushedWatchPrefix(deps.pchannel), (ev) => {
         if (ev.type !== 'put') return;

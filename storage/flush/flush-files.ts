@@ -145,6 +145,11 @@ export class SegmentRows {
     this.toId = id;
   }
 
+  /** The id of the segment's flush marker, once known. */
+  get markerId(): MessageId | undefined {
+    return this.toId;
+  }
+
   /** Whether every entry the segment needs was taken (take answered false). */
   get complete(): boolean {
     return this.done;

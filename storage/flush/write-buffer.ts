@@ -51,18 +51,9 @@ export interface WriteBufferStats {
   missed: number;
 }
 
-/** One segment being encoded, or complete and waiting for its job. */
-interface BufferedSegment {
-  pchannel: string;
-  term: number;
-  segmentId: number;
-  vchannel: string;
-  collectionId: number;
-  partitionId: number;
-  /** Id of its CreateSegment: the job's fromId. */
-  fromId: MessageId;
-  /** Id of its flush marker, once persisted: the job's toId. */
-  toId: MessageId | undefined;
+/** One segment being encoded, or complete and waiting for its job: what its job must name (fromId: its CreateSegment's id). */
+interface BufferedSegment extends Pick<FlushJob, 'pchannel' | 'term' | 'segmentId' | 'vchannel' | 'collectionId' | 'partitionId' | 'fromId'> {
+  /** Its rows; their markerId is the job's toId once the flush marker is persisted. */
   rows: SegmentRows;
   /** rows.heldBytes when last counted into the buffer's total. */
   bytes: number;
@@ -124,7 +115,7 @@ export class WriteBuffer {
     const s = this.segments.get(key);
     if (s === undefined) return undefined;
     this.remove(key, s);
-    if (!s.rows.complete || s.fromId !== job.fromId || s.toId !== job.toId || s.vchannel !== job.vchannel || s.collectionId !== job.collectionId || s.partitionId !== job.partitionId) {
+    if (!s.rows.complete || s.fromId !== job.fromId || s.rows.markerId !== job.toId || s.vchannel !== job.vchannel || s.collectionId !== job.collectionId || s.partitionId !== job.partitionId) {
       this.missed++;
       this.logger.debug('write buffer: segment not complete when its job came; it is read from the WAL', { pchannel: job.pchannel, segmentId: job.segmentId });
       return undefined;
@@ -151,9 +142,9 @@ export class WriteBuffer {
   }
 
   /** @internal ChannelWriteBuffer: starts encoding a segment (nothing when the buffer is off). */
-  start(s: Omit<BufferedSegment, 'rows' | 'bytes' | 'toId' | 'completed'>, schema: CollectionSchema): BufferedSegment | undefined {
+  start(s: Omit<BufferedSegment, 'rows' | 'bytes' | 'completed'>, schema: CollectionSchema): BufferedSegment | undefined {
     if (this.opts.maxBytes === 0) return undefined;
-    const b: BufferedSegment = { ...s, toId: undefined, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root, buffers: this.spare }), bytes: 0, completed: 0 };
+    const b: BufferedSegment = { ...s, rows: new SegmentRows({ ...s, schema }, { root: this.opts.root, buffers: this.spare }), bytes: 0, completed: 0 };
     this.segments.set(keyOf(s.pchannel, s.term, s.segmentId), b);
     return b;
   }
@@ -249,10 +240,7 @@ export class ChannelWriteBuffer {
     }
     for (const r of sealed) {
       const s = this.filling.get(r.segmentId);
-      if (s !== undefined && r.flushId !== undefined) {
-        s.toId = r.flushId;
-        s.rows.markerAt(r.flushId);
-      }
+      if (s !== undefined && r.flushId !== undefined) s.rows.markerAt(r.flushId);
     }
     if (m.type === 'DropCollection' || m.type === 'DropPartition') {
       for (const s of [...this.held.values()]) {
