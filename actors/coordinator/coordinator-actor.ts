@@ -11,7 +11,7 @@ import { dispatch, spawn, type Ref } from 'nact';
 import type { Clock } from '../../runtime/clock';
 import { ErrorCode, StreamingError, invalidArgument, toStreamingError } from '../../runtime/errors';
 import { createLogger, type Logger } from '../../runtime/logger';
-import { vchannelName, type Message } from '../../runtime/message/types';
+import { vchannelName, type Message, pchannelOf } from '../../runtime/message/types';
 import { validateSchema } from '../../runtime/message/validate';
 import { randomUUID } from 'node:crypto';
 import type { ClusterStatus, CollectionInfo, CreateCollectionRequest, FlushResult, PartitionInfo, TransferResult } from '../../runtime/client/api';
@@ -542,7 +542,7 @@ class CoordinatorCore {
     for (const c of this.collections.values()) {
       if (c.state === 'dropped') continue;
       for (const v of c.vchannels) {
-        const p = v.slice(0, v.lastIndexOf('_'));
+        const p = pchannelOf(v);
         if (load.has(p)) load.set(p, load.get(p)! + 1);
       }
     }

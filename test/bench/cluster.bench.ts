@@ -14,6 +14,7 @@ import { loadConfig } from '../../config/load';
 import { connectClusterClient } from '../../runtime/server/cluster/cluster-coordinator';
 import { startRedis, startWalstream, type WalstreamProcess } from '../support/cluster-harness';
 import { fmt, percentile, printTable, progress } from './table';
+import { pchannelOf } from '../../runtime/message/types';
 
 const run = promisify(execFile);
 const DIM = 112;
@@ -74,7 +75,7 @@ export async function runClusterBench(): Promise<void> {
 
     // Failover: kill -9 a node owning pchannels; time until every one of them takes an append again.
     const unavailable: number[] = [];
-    const vchannelOf = new Map(info.vchannels.map((v) => [v.slice(0, v.lastIndexOf('_')), v]));
+    const vchannelOf = new Map(info.vchannels.map((v) => [pchannelOf(v), v]));
     for (let r = 0; r < runs; r++) {
       const st = await client.status();
       const victimId = st.nodes.find((x) => x.pchannels.length > 0)!.id;

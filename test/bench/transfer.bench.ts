@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import { loadConfig } from '../../config/load';
 import { StandaloneServer } from '../../runtime/server/standalone';
 import { fmt, percentile, printTable, progress } from './table';
+import { pchannelOf } from '../../runtime/message/types';
 
 const SCHEMA = {
   fields: [
@@ -27,7 +28,7 @@ export async function runTransferBench(): Promise<void> {
     const c = server.client;
     const info = await c.createCollection({ name: 'bench', schema: SCHEMA });
     const vchannel = info.vchannels[0]!;
-    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const pchannel = pchannelOf(vchannel);
     let pk = 0;
     const row = () => {
       const id = ++pk;

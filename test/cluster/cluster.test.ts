@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { loadConfig } from '../../config/load';
 import { connectClusterClient } from '../../runtime/server/cluster/cluster-coordinator';
 import type { Client } from '../../runtime/client/client';
-import type { LogMessage } from '../../runtime/message/types';
+import { pchannelOf, type LogMessage } from '../../runtime/message/types';
 import { toLogMessage } from '../../runtime/message/codec';
 import { RedisWalBackend } from '../../storage/wal/redis/redis-backend';
 import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
@@ -199,7 +199,7 @@ describe('cluster (multi-process)', () => {
     expect(load.failures).toEqual([]);
     expect(failoverMs).toBeLessThan(15_000);
     await verifyDelivered(c.client, load.acked);
-    const pchannels = [...new Set(info.vchannels.map((v) => v.slice(0, v.lastIndexOf('_'))))];
+    const pchannels = [...new Set(info.vchannels.map((v) => pchannelOf(v)))];
     const terms = await verifyOneWriterPerTerm(c, pchannels);
     for (const m of moved) if (terms.has(m.name)) expect(terms.get(m.name)!.length).toBeGreaterThanOrEqual(2);
   });

@@ -45,6 +45,7 @@ import type { SegmentRecord } from '../../actors/recovery-storage/state';
 import { SCHEMA, eventually, schemaRows } from '../support/wal-fixture';
 import { startRedis, startWalstream, testClusterFlags, type RedisProcess, type WalstreamProcess } from '../support/cluster-harness';
 import { startS3rver, type S3rverFixture } from '../support/s3rver';
+import { pchannelOf } from '../../runtime/message/types';
 
 const NODE = path.join(__dirname, 'fixtures', 'cluster-crash-node.js');
 const SEED = Number(process.env.WALSTREAM_CRASH_SEED ?? 11);
@@ -67,10 +68,6 @@ function log(line: string): void {
 /** Keys of insert `i`: 4i+1 … 4i+4. */
 function firstKey(i: number): number {
   return i * ROWS_PER_INSERT + 1;
-}
-
-function pchannelOf(vchannel: string): string {
-  return vchannel.slice(0, vchannel.lastIndexOf('_'));
 }
 
 function shuffle<T>(items: T[], rnd: Random): T[] {

@@ -17,6 +17,7 @@ import { pchannelPrefix } from '../../storage/meta/meta-store';
 import { readSegment } from '../../storage/segments/segment-reader';
 import type { FlushedSegment } from '../../storage/flush/flush-worker';
 import { eventually } from '../support/wal-fixture';
+import { pchannelOf } from '../../runtime/message/types';
 
 const WRITER = path.join(__dirname, 'fixtures', 'standalone-writer.js');
 
@@ -72,7 +73,7 @@ async function flushedKeys(dataDir: string): Promise<number[]> {
   try {
     const info = await server.client.describeCollection('c');
     const sealedNow = (await server.client.flush('c')).segments.flatMap((s) => s.segmentIds);
-    const pchannels = [...new Set(info.vchannels.map((v) => v.slice(0, v.lastIndexOf('_'))))];
+    const pchannels = [...new Set(info.vchannels.map((v) => pchannelOf(v)))];
     const list = async (): Promise<FlushedSegment[]> =>
       (await Promise.all(pchannels.map(async (p) => [...(await server.meta.list(pchannelPrefix(p) + 'flushed/')).values()].map((v) => JSON.parse(v.value) as FlushedSegment)))).flat();
     // Every segment the recovery state knows for the collection must end up flushed.

@@ -16,6 +16,7 @@ import { flushedKeyPath } from '../../storage/flush/flush-queue';
 import { SegmentFlushWorker } from '../../storage/flush/flush-worker';
 import { ErrorCode } from '../../runtime/errors';
 import { SCHEMA, eventually, flushedSegments, schemaRows } from '../support/wal-fixture';
+import { pchannelOf } from '../../runtime/message/types';
 
 function config(dataDir: string, extra: Record<string, string> = {}) {
   return loadConfig({
@@ -50,7 +51,7 @@ describe('segments, flush and recovery (standalone)', () => {
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
     const vchannel = info.vchannels[0]!;
-    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const pchannel = pchannelOf(vchannel);
     for (let i = 0; i < 13; i++) await c.insert({ collection: 'docs', columns: rows(1 + i * 10, 10) }); // 130 rows
     const flush = await c.flush('docs');
     expect(flush.segments).toHaveLength(1);
@@ -100,7 +101,7 @@ describe('segments, flush and recovery (standalone)', () => {
     expect(server.flushWorker.writeBuffer).toBeUndefined();
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
-    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    const pchannel = pchannelOf(info.vchannels[0]!);
     for (let i = 0; i < 6; i++) await c.insert({ collection: 'docs', columns: rows(1 + i * 10, 10) }); // 60 rows: 50 + 10
     await c.flush('docs');
     await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 60, 15_000, 'all rows flushed');
@@ -116,7 +117,7 @@ describe('segments, flush and recovery (standalone)', () => {
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
     const vchannel = info.vchannels[0]!;
-    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const pchannel = pchannelOf(vchannel);
     await c.insert({ collection: 'docs', columns: rows(1, 20) });
     const flushed = await c.flush('docs');
     const realId = flushed.segments[0]!.segmentIds[0]!;
@@ -153,7 +154,7 @@ describe('segments, flush and recovery (standalone)', () => {
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
     const vchannel = info.vchannels[0]!;
-    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const pchannel = pchannelOf(vchannel);
     const threads = server.flushWorker.threads!;
     expect(threads.size).toBe(2);
     expect(threads.live).toHaveLength(0); // started by the first flush job
@@ -173,7 +174,7 @@ describe('segments, flush and recovery (standalone)', () => {
     expect(server.flushWorker.threads).toBeUndefined();
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
-    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    const pchannel = pchannelOf(info.vchannels[0]!);
     await c.insert({ collection: 'docs', columns: rows(1, 20) });
     await c.flush('docs');
     await eventually(async () => (await flushedSegments(server!, pchannel)).reduce((n, s) => n + s.rows, 0) === 20, 15_000, 'all rows flushed');
@@ -185,7 +186,7 @@ describe('segments, flush and recovery (standalone)', () => {
       server = await StandaloneServer.start(config(path.join(dir, writeBufferBytes), { 'flush.writeBufferBytes': writeBufferBytes }));
       const c = server.client;
       const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
-      const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+      const pchannel = pchannelOf(info.vchannels[0]!);
       const txn = await c.beginTxn('docs'); // no segment yet: its first insert creates one, after the BeginTxn
       await txn.insert(rows(1, 5));
       await c.insert({ collection: 'docs', columns: rows(6, 2) });
@@ -206,7 +207,7 @@ describe('segments, flush and recovery (standalone)', () => {
     server = await StandaloneServer.start(config(dir));
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
-    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    const pchannel = pchannelOf(info.vchannels[0]!);
     await c.insert({ collection: 'docs', columns: rows(1, 20) }); // growing at the restart
     await server.close();
     server = await StandaloneServer.start(config(dir));
@@ -223,7 +224,7 @@ describe('segments, flush and recovery (standalone)', () => {
     const c = server.client;
     const info = await c.createCollection({ name: 'docs', schema: SCHEMA });
     const vchannel = info.vchannels[0]!;
-    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const pchannel = pchannelOf(vchannel);
     const backendDir = path.join(dir, 'wal');
     const before = await oldestSegmentFile(backendDir, pchannel);
     expect(before).toBeDefined();
@@ -273,7 +274,7 @@ describe('autoId collections', () => {
       expect(new Set(ids).size).toBe(60);
       for (const id of ids) expect(Number.isSafeInteger(id)).toBe(true);
       await c.flush('auto');
-      const pchannels = [...new Set(info.vchannels.map((v) => v.slice(0, v.lastIndexOf('_'))))];
+      const pchannels = [...new Set(info.vchannels.map((v) => pchannelOf(v)))];
       await eventually(async () => (await Promise.all(pchannels.map((p) => flushedSegments(server, p)))).flat().reduce((n, s) => n + s.rows, 0) === 60, 15_000, 'flushed');
       const keys: number[] = [];
       for (const s of (await Promise.all(pchannels.map((p) => flushedSegments(server, p)))).flat()) {

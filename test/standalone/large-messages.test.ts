@@ -15,7 +15,7 @@ import { StandaloneServer } from '../../runtime/server/standalone';
 import { readSegment } from '../../storage/segments/segment-reader';
 import { segmentFilePath } from '../../storage/segments/layout';
 import { ErrorCode } from '../../runtime/errors';
-import type { CollectionSchema, Column, LogMessage } from '../../runtime/message/types';
+import { pchannelOf, type CollectionSchema, type Column, type LogMessage } from '../../runtime/message/types';
 import type { WalstreamClient } from '../../runtime/client/api';
 import { eventually, flushedSegments } from '../support/wal-fixture';
 
@@ -144,7 +144,7 @@ describe('large messages (standalone, local WAL)', () => {
     const c = server.client;
     const info = await c.createCollection({ name: 'big', schema: SCHEMA, shards: 1 });
     vchannel = info.vchannels[0]!;
-    pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    pchannel = pchannelOf(vchannel);
     const filesBefore = (await walSegmentFiles(dir, pchannel)).length;
     for (let k = 0; k < INSERTS; k++) {
       const w = await c.insert({ collection: 'big', columns: bigRows(firstId(k), ROWS_PER_INSERT) });

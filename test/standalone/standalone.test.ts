@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { loadConfig } from '../../config/load';
 import { StandaloneServer } from '../../runtime/server/standalone';
 import { ErrorCode, StreamingError } from '../../runtime/errors';
-import type { LogMessage } from '../../runtime/message/types';
+import { pchannelOf, type LogMessage } from '../../runtime/message/types';
 import type { WalBackend } from '../../storage/wal/backend';
 import { SCHEMA, eventually, interceptAppends, schemaRows } from '../support/wal-fixture';
 
@@ -94,7 +94,7 @@ describe('standalone', () => {
     const c = server.client;
     const info = await c.createCollection({ name: 'moving', schema: SCHEMA, shards: 1 });
     const vchannel = info.vchannels[0]!;
-    const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+    const pchannel = pchannelOf(vchannel);
     const sub = c.subscribe({ vchannel, policy: { type: 'all' }, filters: { types: ['Insert'] } });
     let stop = false;
     let next = 1;
@@ -195,7 +195,7 @@ describe('standalone', () => {
     server = await StandaloneServer.start(config(dir), { backendFor: wrap, restartPolicy: { maxRestarts: 3, windowMs: 60_000, backoffMs: 5, maxBackoffMs: 20 } });
     const c = server.client;
     const info = await c.createCollection({ name: 'once', schema: SCHEMA, shards: 1 });
-    const pchannel = info.vchannels[0]!.slice(0, info.vchannels[0]!.lastIndexOf('_'));
+    const pchannel = pchannelOf(info.vchannels[0]!);
     const before = (await c.status()).pchannels.find((p) => p.name === pchannel)!;
     await c.insert({ collection: 'once', columns: rows(1, 10) });
     failNext = true;

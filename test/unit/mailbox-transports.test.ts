@@ -20,7 +20,7 @@ import { MemoryTsoStore, TimestampOracle, TsoAllocator } from '../../runtime/tso
 import { Client } from '../../runtime/client/client';
 import { Router } from '../../runtime/client/router';
 import type { Assignment } from '../../runtime/client/transport';
-import type { InsertMessage, LogMessage, NewMessage } from '../../runtime/message/types';
+import { pchannelOf, type InsertMessage, type LogMessage, type NewMessage } from '../../runtime/message/types';
 import { spawnCoordinator } from '../../actors/coordinator/coordinator-actor';
 import type { CoordinatorMsg } from '../../actors/coordinator/messages';
 import { MetaCoordinatorStore } from '../../actors/coordinator/meta-coordinator-store';
@@ -185,7 +185,7 @@ function describeTransports(name: string, setup: () => { newMailbox: () => Promi
     it('appends through MailboxNodeTransport and subscribes through it: every message in order, vectors exact', async () => {
       const info = await cluster.coordinator.describeCollection('books', 5000);
       const vchannel = info.vchannels[0]!;
-      const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+      const pchannel = pchannelOf(vchannel);
       const a = await cluster.ready();
       const owner = a.channels.find((c) => c.name === pchannel)!;
       const partitionId = info.partitions[0]!.id;
@@ -237,7 +237,7 @@ function describeTransports(name: string, setup: () => { newMailbox: () => Promi
     it('a client over the mailbox inserts and its subscription receives every row in order, across a pchannel transfer', async () => {
       const info = await cluster.client.createCollection({ name: 'moving', schema: SCHEMA, shards: 1 });
       const vchannel = info.vchannels[0]!;
-      const pchannel = vchannel.slice(0, vchannel.lastIndexOf('_'));
+      const pchannel = pchannelOf(vchannel);
       const sub = cluster.client.subscribe({ vchannel, policy: { type: 'all' }, filters: { types: ['Insert'] }, credits: 4 });
       const it = sub[Symbol.asyncIterator]();
       const ids: number[] = [];
